@@ -1,0 +1,226 @@
+"""The `udeploy` command line: thin typer commands that call one engine function each.
+
+Every command prints one JSON document on stdout; progress and human text go to stderr. Domain
+errors are caught here, at the boundary, and become `{"error": {...}}` plus an exit code.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from engine import __version__, render
+from engine.desired import Request
+from engine.errors import ExitCode, UdeployError, UsageError
+from engine.guardrails import REGISTRY
+from engine.plan import Action, Plan
+from engine.planfile import read_plan, to_document, write_plan
+from engine.planner import PlanOptions, make_plan
+from engine.render import GITHUB_COMMENT_LIMIT
+from engine.source import DEFAULT_REF
+
+app = typer.Typer(
+    name="udeploy", no_args_is_help=True, add_completion=False,
+    help="Declarative plan/apply for service deployments: deploy.json says which commit runs; "
+         "udeploy plans, reviews and applies it on Compose hosts and native k3s.")
+
+EnvOpt = Annotated[str | None, typer.Option("--env", help="Environment mode: read origin/master:deploy.json "
+                                            "and select environments.<env> (dev|prod).", envvar="UDEPLOY_ENV")]
+FileOpt = Annotated[Path | None, typer.Option("--file", help="Local-manifest mode: read this deploy.json "
+                                              "(the only mode that accepts schemaVersion 1).")]
+ServiceOpt = Annotated[list[str] | None, typer.Option("--service", help="Limit to this service id (repeatable).")]
+CommitOpt = Annotated[str | None, typer.Option("--commit", help="Full SHA overriding one reviewed artifact "
+                                               "consumer's commit (needs --env and one --service).")]
+RepoOpt = Annotated[Path, typer.Option("--repo", help="The deploy repository checkout (default: current "
+                                       "directory).", envvar="UDEPLOY_REPO")]
+RefOpt = Annotated[str, typer.Option("--ref", help="Remote ref to read the manifests from in environment mode.")]
+
+
+def emit(doc: Any) -> None:
+    sys.stdout.write(json.dumps(doc, indent=2, sort_keys=False) + "\n")
+
+
+def fail(error: UdeployError) -> NoReturn:
+    emit(error.to_json())
+    raise typer.Exit(int(error.exit_code))
+
+
+def guarded(fn: Callable[[], int]) -> None:
+    """Run a command body: JSON error and exit code for domain errors, never a bare traceback."""
+    try:
+        code = fn()
+    except UdeployError as exc:
+        fail(exc)
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as exc:  # a bug: still one JSON document on stdout, the traceback on stderr
+        traceback.print_exc(file=sys.stderr)
+        emit({"error": {"code": "internal-error", "message": f"{type(exc).__name__}: {exc}", "path": None}})
+        raise typer.Exit(int(ExitCode.ERROR)) from None
+    raise typer.Exit(code)
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        emit({"udeployVersion": __version__})
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[bool, typer.Option("--version", callback=version_callback, is_eager=True,
+                                          help="Print the udeploy version as JSON and exit.")] = False,
+) -> None:
+    """udeploy: plan, review, apply."""
+
+
+OutOpt = Annotated[Path | None, typer.Option("-out", "--out", help="Write the plan file here, for review "
+                                             "and `udeploy apply PLAN`.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Deploy even services whose live commit matches.")]
+RefreshOpt = Annotated[bool, typer.Option("--refresh/--no-refresh", help="Read live state through the providers "
+                                          "(default) or plan from the desired state only (O4).")]
+ParallelOpt = Annotated[int, typer.Option("--parallelism", min=1, help="Concurrent provider reads.",
+                                          envvar="UDEPLOY_PARALLELISM")]
+FormatOpt = Annotated[str, typer.Option("--format", help="json (default), text or markdown.")]
+
+
+def progress(message: str) -> None:
+    sys.stderr.write(f"udeploy: {message}\n")
+
+
+def _human(plan_value: Plan, fmt: str, max_chars: int = GITHUB_COMMENT_LIMIT) -> str | None:
+    if fmt == "json":
+        return None
+    if fmt == "text":
+        return render.to_text(plan_value)
+    if fmt == "markdown":
+        parts = render.to_markdown_parts(plan_value, max_chars)
+        return "\n\n---\n\n".join(parts)
+    raise UsageError(f"--format must be json, text or markdown, not {fmt!r}", path="--format")
+
+
+@app.command()
+def plan(
+    env: EnvOpt = None, file: FileOpt = None, service: ServiceOpt = None, commit: CommitOpt = None,
+    repo: RepoOpt = Path("."), ref: RefOpt = DEFAULT_REF, out: OutOpt = None, refresh: RefreshOpt = True,
+    force: ForceOpt = False, parallelism: ParallelOpt = 10, fmt: FormatOpt = "json",
+    detailed_exitcode: Annotated[bool, typer.Option("--detailed-exitcode", help="Exit 2 when the plan "
+                                                    "deploys something (0 when nothing changes).")] = False,
+) -> None:
+    """Resolve the desired state, read what is live, diff and run the guardrails; print the plan."""
+
+    def run() -> int:
+        request = Request(env=env, file=file, services=tuple(service or ()), commit=commit,
+                          checkout=repo, ref=ref)
+        progress("planning" + (" (reading live state)" if refresh else " offline (--no-refresh)"))
+        planned = make_plan(request, PlanOptions(refresh=refresh, force=force, parallelism=parallelism))
+        doc = write_plan(planned.plan, out) if out else to_document(planned.plan)
+        if out:
+            progress(f"plan written to {out}; apply it with `udeploy apply {out}`")
+        human = _human(planned.plan, fmt)
+        if human is None:
+            emit(doc)
+        else:
+            sys.stdout.write(human)
+        return int(ExitCode.CHANGES) if detailed_exitcode and planned.plan.has_changes else int(ExitCode.OK)
+
+    guarded(run)
+
+
+@app.command()
+def check(
+    env: EnvOpt = None, file: FileOpt = None, service: ServiceOpt = None, repo: RepoOpt = Path("."),
+    ref: RefOpt = DEFAULT_REF, parallelism: ParallelOpt = 10,
+) -> None:
+    """Compare live runtime with the desired repo and commit; change nothing. Exit 2 when they differ (O5)."""
+
+    def run() -> int:
+        request = Request(env=env, file=file, services=tuple(service or ()), checkout=repo, ref=ref)
+        planned = make_plan(request, PlanOptions(refresh=True, parallelism=parallelism))
+        p = planned.plan
+        differ = [s.id for s in p.services if s.action is Action.DEPLOY]
+        emit({"udeployVersion": __version__, "manifest": dict(p.manifest), "environment": p.environment,
+              "inSync": not differ, "differ": differ,
+              "services": [{"id": s.id, "action": s.action.value, "desiredCommit": s.resolved_commit,
+                            "live": s.live, "drift": s.drift, "reason": s.reason} for s in p.services]})
+        return int(ExitCode.CHANGES) if differ else int(ExitCode.OK)
+
+    guarded(run)
+
+
+PlanArg = Annotated[Path, typer.Argument(help="A plan file written by `udeploy plan -out`.")]
+
+
+@app.command()
+def show(
+    plan_file: PlanArg, fmt: FormatOpt = "json",
+    max_comment_chars: Annotated[int, typer.Option("--max-comment-chars", min=1000, help="Split the markdown "
+                                                   "rendering into comments of at most this many characters.")]
+    = GITHUB_COMMENT_LIMIT,
+) -> None:
+    """Render a saved plan: json, text, or markdown for a pull-request comment (split under the limit)."""
+
+    def run() -> int:
+        p = read_plan(plan_file)
+        if fmt == "markdown":
+            try:
+                parts = render.to_markdown_parts(p, max_comment_chars)
+            except ValueError as exc:
+                raise UsageError(str(exc), path="--max-comment-chars") from exc
+            if not sys.stdout.isatty():
+                emit({"summary": render.summary_line(p), "parts": parts})
+                return 0
+        human = _human(p, fmt, max_comment_chars)
+        if human is None:
+            emit(to_document(p))
+        else:
+            sys.stdout.write(human)
+        return 0
+
+    guarded(run)
+
+
+@app.command()
+def graph(
+    plan_file: PlanArg,
+    fmt: Annotated[str, typer.Option("--format", help="dot (default), svg (needs Graphviz) or html.")] = "dot",
+) -> None:
+    """Print the plan's step DAG as Graphviz dot, SVG or an HTML page."""
+
+    def run() -> int:
+        p = read_plan(plan_file)
+        if fmt == "dot":
+            sys.stdout.write(render.to_dot(p))
+        elif fmt in ("svg", "html"):
+            svg = _svg(render.to_dot(p))
+            sys.stdout.write(svg if fmt == "svg" else render.to_html(p, svg))
+        else:
+            raise UsageError(f"--format must be dot, svg or html, not {fmt!r}", path="--format")
+        return 0
+
+    guarded(run)
+
+
+def _svg(dot: str) -> str:
+    import shutil
+    import subprocess
+    if not shutil.which("dot"):
+        raise UdeployError("`dot` (Graphviz) is not installed: apt-get install graphviz, or use --format dot",
+                           path="--format")
+    return subprocess.run(["dot", "-Tsvg"], input=dot, capture_output=True, text=True, check=True).stdout
+
+
+@app.command("guardrails")
+def list_guardrails() -> None:
+    """List the guardrail checks: each runs at plan time and again before apply mutates anything (K4)."""
+    emit({"guardrails": [{"id": g.id, "name": g.name, "summary": g.summary} for g in REGISTRY.values()]})
+
+
+def main() -> None:
+    app()

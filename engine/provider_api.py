@@ -1,0 +1,140 @@
+"""The provider protocol: one small typed interface, looked up by name (STYLE 4, K3).
+
+A provider is built from one `config.json` host (or the registry settings) and answers four
+calls, each with a request and a response value: `observe` (read live state, never change it),
+`execute` (perform one plan step), `verify` (prove a step converged). Providers register through
+the `udeploy.providers` entry-point group, so adding one needs no engine change.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+import json
+from collections.abc import Mapping
+from importlib.metadata import entry_points
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import attrs
+
+from engine.errors import UdeployError
+
+
+class ProviderNotFound(UdeployError, LookupError):
+    code = "provider-not-found"
+
+
+class ProviderUnreachable(UdeployError, ConnectionError):
+    """A host, registry or API server did not answer; the path names which."""
+
+    code = "provider-unreachable"
+
+
+def fingerprint(facts: Mapping[str, Any]) -> str:
+    """A stable digest of observed facts: the plan records it, apply re-reads and compares."""
+    canonical = json.dumps(facts, sort_keys=True, separators=(",", ":"), default=str)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()
+
+
+@attrs.frozen
+class ArtifactState:
+    """An image in an OCI registry, read with HEAD/manifest/config requests only."""
+
+    image: str
+    exists: bool
+    digest: str | None = None
+    labels: Mapping[str, str] = attrs.field(factory=dict)
+    reachable: bool = True
+    error: str | None = None
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint({"image": self.image, "exists": self.exists, "digest": self.digest})
+
+
+@attrs.frozen
+class HealthState:
+    reachable: bool
+    status: int | None = None
+    deploy_repo: str | None = None
+    deploy_commit: str | None = None
+    deploy_requested_commit: str | None = None
+    auth: Mapping[str, bool] | None = None  # baidu-netdisk's /health.auth flags (booleans only)
+    error: str | None = None
+
+
+class Presence(enum.Enum):
+    ABSENT = "absent"
+    RUNNING = "running"
+    NOT_READY = "not-ready"  # exists but not serving (e.g. ImagePullBackOff, exited container)
+
+
+@attrs.frozen
+class RuntimeState:
+    """What runs for one service on one target: image, stamps, health."""
+
+    target: str  # e.g. "main-server:unidesk/backend-core", "D601-k3s:unidesk-dev/Deployment/backend-core-dev"
+    presence: Presence
+    image: str | None = None
+    image_id: str | None = None
+    labels: Mapping[str, str] = attrs.field(factory=dict)  # V1 labels of the running image
+    deploy_env: Mapping[str, str] = attrs.field(factory=dict)  # UNIDESK_DEPLOY_* (env or annotations)
+    health: HealthState | None = None
+    detail: str | None = None  # e.g. a rollout condition message
+    identity: str | None = None  # container id or resourceVersion: what changes when anything changes
+
+    @property
+    def live_commit(self) -> str | None:
+        return self.deploy_env.get("UNIDESK_DEPLOY_COMMIT") or self.labels.get("unidesk.ai/source-commit")
+
+    @property
+    def fingerprint(self) -> str:
+        return fingerprint({"target": self.target, "presence": self.presence.value, "image": self.image,
+                            "imageId": self.image_id, "identity": self.identity,
+                            "commit": self.live_commit})
+
+
+@attrs.frozen
+class ObserveRequest:
+    service_id: str
+    target: Any  # ComposeTarget | K3sTarget (from engine.catalog)
+    health_path: str = "/health"
+    read_health: bool = True
+
+
+@attrs.frozen
+class StepRequest:
+    """One plan node to execute; `params` are the node's recorded parameters from the plan file."""
+
+    node_id: str
+    kind: str
+    service_id: str
+    params: Mapping[str, Any]
+    dry_run: bool = False
+
+
+@attrs.frozen
+class StepResult:
+    ok: bool
+    message: str
+    facts: Mapping[str, Any] = attrs.field(factory=dict)
+
+
+@runtime_checkable
+class Provider(Protocol):
+    name: ClassVar[str]
+
+    def observe(self, request: ObserveRequest) -> RuntimeState: ...
+
+    def execute(self, request: StepRequest) -> StepResult: ...
+
+    def verify(self, request: StepRequest) -> StepResult: ...
+
+
+def provider_class(name: str) -> type[Any]:
+    """The provider registered under `name` in the `udeploy.providers` entry-point group."""
+    for ep in entry_points(group="udeploy.providers"):
+        if ep.name == name:
+            return ep.load()  # type: ignore[no-any-return]
+    raise ProviderNotFound(f"no provider named {name!r} is installed (entry-point group udeploy.providers)",
+                           path=name)

@@ -1,0 +1,105 @@
+"""Where the desired state is read from, and the evidence of it (M7, M8).
+
+Environment mode reads `deploy.json`, `config.json`, `CI.json` and the k3s manifests from git
+objects at the remote ref (default `origin/master`), never the working tree, so a dirty or
+uncommitted file has no effect. Local mode (`--file`) reads the given deploy.json and the rest
+from the checkout's working tree.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from pathlib import Path
+from typing import Protocol
+
+import attrs
+import git
+
+from engine.errors import GitError, ManifestInvalid
+from providers.git import GitProvider
+
+DEFAULT_REF = "origin/master"
+
+
+@attrs.frozen
+class ManifestSource:
+    """The evidence a plan records of what it read; apply compares it (a moved ref is stale)."""
+
+    mode: str  # "env" | "file"
+    remote: str | None = None
+    ref: str | None = None
+    commit: str | None = None
+    deploy_blob: str | None = None
+    config_blob: str | None = None
+    ci_blob: str | None = None
+    file: str | None = None
+    file_sha256: str | None = None
+
+
+class Reader(Protocol):
+    def read(self, path: str) -> bytes: ...
+
+
+@attrs.frozen
+class GitReader:
+    """Files at one commit of the remote, through the mirror."""
+
+    provider: GitProvider
+    url: str
+    commit: str
+
+    def read(self, path: str) -> bytes:
+        return self.provider.read(self.url, self.commit, path).data
+
+    def blob_sha(self, path: str) -> str:
+        return self.provider.read(self.url, self.commit, path).blob_sha
+
+
+@attrs.frozen
+class WorkTreeReader:
+    root: Path
+
+    def read(self, path: str) -> bytes:
+        try:
+            return (self.root / path).read_bytes()
+        except FileNotFoundError as exc:
+            raise ManifestInvalid(f"{path} does not exist in {self.root}", path=path) from exc
+
+
+def origin_url(checkout: Path) -> str:
+    """The fetch URL of the checkout's `origin` remote (read from git config, not the tree)."""
+    try:
+        return str(git.Repo(checkout, search_parent_directories=True).remotes.origin.url)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
+        raise GitError(f"{checkout} is not inside a git checkout (use --repo PATH)", path=str(checkout)) from exc
+    except AttributeError as exc:
+        raise GitError(f"{checkout} has no 'origin' remote", path=str(checkout)) from exc
+
+
+def checkout_root(start: Path) -> Path:
+    try:
+        return Path(git.Repo(start, search_parent_directories=True).working_tree_dir or start)
+    except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
+        raise GitError(f"{start} is not inside a git checkout (use --repo PATH)", path=str(start)) from exc
+
+
+def open_env_source(provider: GitProvider, checkout: Path, ref: str = DEFAULT_REF) -> tuple[GitReader, ManifestSource]:
+    """Fetch the remote and pin the ref's commit; everything after reads from that commit."""
+    url = origin_url(checkout)
+    commit = provider.ref_commit(url, ref)
+    reader = GitReader(provider, url, commit)
+    source = ManifestSource(
+        mode="env", remote=url, ref=ref if ref.startswith("origin/") else f"origin/{ref}", commit=commit,
+        deploy_blob=reader.blob_sha("deploy.json"), config_blob=reader.blob_sha("config.json"),
+        ci_blob=reader.blob_sha("CI.json"))
+    return reader, source
+
+
+def open_file_source(deploy_file: Path, checkout: Path) -> tuple[WorkTreeReader, bytes, ManifestSource]:
+    try:
+        data = deploy_file.read_bytes()
+    except OSError as exc:
+        raise ManifestInvalid(f"cannot read {deploy_file}: {exc.strerror}", path=str(deploy_file)) from exc
+    root = checkout_root(checkout)
+    source = ManifestSource(mode="file", file=str(deploy_file), file_sha256=hashlib.sha256(data).hexdigest())
+    return WorkTreeReader(root), data, source

@@ -1,0 +1,147 @@
+"""The step chain each deploying service needs, and the edges between them (K2).
+
+Artifact consumer on Compose: verify-artifact -> transfer-image -> stamp -> recreate -> verify-live.
+Artifact consumer on k3s:     verify-artifact -> import-image -> apply-objects -> stamp -> rollout
+                              -> verify-live, after the environment prerequisites it requires.
+Target-side build (local):    export-source -> build-image -> stamp -> recreate -> verify-live.
+A service's first mutating step waits for the verify-live of every service it `dependsOn`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from engine.catalog import Catalog, ComposeTarget, K3sTarget, Target
+from engine.desired import DesiredService
+from engine.graph import Graph
+from engine.plan import Node, StepKind
+from engine.source import ManifestSource
+
+
+@attrs.frozen
+class Observed:
+    """Fingerprints of what one service's nodes were planned against."""
+
+    artifact: str | None = None
+    runtime: str | None = None
+
+
+def deploy_stamp(d: DesiredService) -> dict[str, str]:
+    """V2: the runtime env / annotations every deploy writes."""
+    return {"UNIDESK_DEPLOY_SERVICE_ID": d.id, "UNIDESK_DEPLOY_REPO": d.repo,
+            "UNIDESK_DEPLOY_COMMIT": d.resolved_commit, "UNIDESK_DEPLOY_REQUESTED_COMMIT": d.requested_commit}
+
+
+def expected_labels(d: DesiredService) -> dict[str, str]:
+    """V1: the labels the artifact must carry."""
+    return {"unidesk.ai/service-id": d.id, "unidesk.ai/source-repo": d.repo,
+            "unidesk.ai/source-commit": d.resolved_commit,
+            "unidesk.ai/dockerfile": d.microservice.dockerfile or ""}
+
+
+def service_nodes(d: DesiredService, catalog: Catalog, source: ManifestSource, observed: Observed) -> list[Node]:
+    env = d.environment
+    if env is None:
+        return _target_side_build(d, observed)
+    target = env.target
+    assert target is not None, "a deploying service has a target"
+    image = catalog.registry_image(d.id, d.resolved_commit)
+    first = Node(f"{d.id}/verify-artifact", StepKind.VERIFY_ARTIFACT, "registry", None, d.id,
+                 {"image": image, "expectedLabels": expected_labels(d)}, observed.artifact)
+    if target.k3s:
+        return [first] + _k3s_nodes(d, target, target.k3s, image, source, observed)
+    assert target.compose is not None
+    return [first] + _compose_nodes(d, target, target.compose, image, source, observed)
+
+
+def _compose_nodes(d: DesiredService, target: Target, c: ComposeTarget, image: str, source: ManifestSource,
+                   observed: Observed) -> list[Node]:
+    compose: dict[str, Any] = {"project": c.project, "service": c.service, "file": c.file,
+                               "manifestCommit": source.commit, "manifestRemote": source.remote}
+    secrets = d.environment.runtime_secrets if d.environment else None
+    verify: dict[str, Any] = {**compose, "healthPort": c.health_port, "healthPath": d.microservice.health_path,
+                              "expectedCommit": d.resolved_commit, "expectedLabels": expected_labels(d)}
+    if secrets:
+        verify["healthAuthFlags"] = list(secrets.health_auth_flags)
+    node = _noder(d, "compose-host", target.host, observed.runtime)
+    return [
+        node(StepKind.TRANSFER_IMAGE, {"image": image, "localImage": c.image,
+                                       "localTags": ["latest", d.resolved_commit]}),
+        node(StepKind.STAMP, {**compose, "env": deploy_stamp(d),
+                              "secretKeys": list(secrets.required_keys) if secrets else []}),
+        node(StepKind.RECREATE, {**compose, "command": f"up -d --no-build --no-deps --force-recreate {c.service}"}),
+        node(StepKind.VERIFY_LIVE, verify),
+    ]
+
+
+def _k3s_nodes(d: DesiredService, target: Target, k: K3sTarget, image: str, source: ManifestSource,
+               observed: Observed) -> list[Node]:
+    local_image = k.import_image.replace("{commit}", d.resolved_commit)
+    base = {"namespace": k.namespace, "deployments": list(k.stamp_deployments)}
+    node = _noder(d, "k3s-native", target.host, observed.runtime)
+    return [
+        node(StepKind.IMPORT_IMAGE, {"image": image, "localImage": local_image}),
+        node(StepKind.APPLY_OBJECTS, {**base, "manifest": k.manifest, "objects": list(k.objects),
+                                      "manifestCommit": source.commit, "manifestRemote": source.remote}),
+        node(StepKind.STAMP, {**base, "image": local_image, "annotations": deploy_stamp(d)}),
+        node(StepKind.ROLLOUT, base),
+        node(StepKind.VERIFY_LIVE, {**base, "healthService": k.health_service, "healthPort": k.health_port,
+                                    "healthPath": d.microservice.health_path, "expectedCommit": d.resolved_commit,
+                                    "expectedRequestedCommit": d.requested_commit}),
+    ]
+
+
+def _target_side_build(d: DesiredService, observed: Observed) -> list[Node]:
+    """B1-B4, local-manifest mode only: the target fetches, archives, builds and recreates."""
+    ms = d.microservice
+    c: Mapping[str, Any] = ms.local_mode.get("compose", {})
+    host = str(ms.local_mode.get("host", ms.deployment_host))
+    node = _noder(d, "compose-host", host, observed.runtime)
+    compose = {"project": c.get("project"), "service": c.get("service"), "file": c.get("file")}
+    return [
+        node(StepKind.EXPORT_SOURCE, {"repo": d.repo, "commit": d.resolved_commit, "context": ms.build_context}),
+        node(StepKind.BUILD_IMAGE, {"dockerfile": ms.dockerfile, "context": ms.build_context,
+                                    "image": f"{c.get('image')}:{d.resolved_commit}", "labels": expected_labels(d)}),
+        node(StepKind.STAMP, {**compose, "env": deploy_stamp(d)}),
+        node(StepKind.RECREATE, {**compose,
+                                 "command": f"up -d --no-build --no-deps --force-recreate {c.get('service')}"}),
+        node(StepKind.VERIFY_LIVE, {**compose, "healthPort": c.get("healthPort"), "healthPath": ms.health_path,
+                                    "expectedCommit": d.resolved_commit, "expectedLabels": expected_labels(d)}),
+    ]
+
+
+def _noder(d: DesiredService, provider: str, host: str, observed: str | None) -> Any:
+    def make(kind: StepKind, params: dict[str, Any]) -> Node:
+        return Node(f"{d.id}/{kind.value}", kind, provider, host, d.id, params, observed)
+    return make
+
+
+def prerequisite_node(name: str, spec: Mapping[str, Any], source: ManifestSource, observed: str | None) -> Node:
+    return Node(f"prerequisite/{name}", StepKind.APPLY_PREREQUISITE, "k3s-native", str(spec["host"]), None,
+                {"manifest": spec["manifest"], "namespace": spec["namespace"], "manifestCommit": source.commit,
+                 "manifestRemote": source.remote}, observed)
+
+
+def build_graph(chains: Mapping[str, list[Node]], prerequisites: list[Node], requires: Mapping[str, tuple[str, ...]],
+                depends_on: Mapping[str, tuple[str, ...]]) -> Graph:
+    """Chain each service's nodes, hang them under their prerequisites and upstream services."""
+    g = Graph()
+    for n in prerequisites:
+        g.add(n.id)
+    for nodes in chains.values():
+        for n in nodes:
+            g.add(n.id)
+        for a, b in zip(nodes, nodes[1:], strict=False):
+            g.connect(a.id, b.id)
+    for sid, nodes in chains.items():
+        first_mutation = nodes[1] if len(nodes) > 1 else nodes[0]
+        for req in requires.get(sid, ()):
+            g.connect(f"prerequisite/{req}", first_mutation.id)
+        for up in depends_on.get(sid, ()):
+            if up in chains:
+                g.connect(chains[up][-1].id, first_mutation.id)
+    g.validate()
+    return g

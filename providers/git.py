@@ -1,0 +1,129 @@
+"""The git source provider (GitPython).
+
+Every remote is read through a bare mirror in a per-user cache (`$UDEPLOY_CACHE_DIR`, else
+`~/.cache/udeploy/mirrors`), fetched at most once per provider instance. Nothing is ever cloned
+into the operator's checkout, and nothing here reads a working tree: manifests come from git
+objects at a ref, so a dirty or uncommitted file has no effect (M7).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import subprocess
+from pathlib import Path
+
+import attrs
+import git
+
+from engine.errors import CommitAmbiguous, CommitNotFound, GitError
+
+FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
+SHORT_SHA = re.compile(r"^[0-9a-f]{7,40}$")
+
+
+def default_cache_dir() -> Path:
+    if os.environ.get("UDEPLOY_CACHE_DIR"):
+        return Path(os.environ["UDEPLOY_CACHE_DIR"])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "udeploy" / "mirrors"
+
+
+@attrs.frozen
+class Blob:
+    """A file read from git objects, with the evidence of where it came from."""
+
+    path: str
+    data: bytes
+    blob_sha: str
+    commit: str
+
+
+@attrs.define
+class GitProvider:
+    """Reads remotes through cached bare mirrors."""
+
+    cache_dir: Path = attrs.field(factory=default_cache_dir, converter=Path)
+    _fetched: dict[str, git.Repo] = attrs.field(factory=dict, init=False)
+
+    name = "git"
+
+    def mirror(self, url: str) -> git.Repo:
+        """The bare mirror of `url`, fetched once per provider instance."""
+        if url in self._fetched:
+            return self._fetched[url]
+        path = self.cache_dir / (hashlib.sha256(url.encode()).hexdigest()[:20] + ".git")
+        try:
+            if path.exists():
+                repo = git.Repo(path)
+                repo.git.fetch("--prune", "--force", "origin", "+refs/heads/*:refs/heads/*",
+                               "+refs/tags/*:refs/tags/*")
+            else:
+                path.parent.mkdir(parents=True, exist_ok=True)
+                repo = git.Repo.clone_from(url, path, mirror=True)
+        except git.GitCommandError as exc:
+            raise GitError(f"cannot fetch {url}: {exc.stderr.strip() or exc}", path=url) from exc
+        self._fetched[url] = repo
+        return repo
+
+    def resolve(self, url: str, commit: str, *, path: str | None = None) -> str:
+        """The full SHA of `commit` (a unique short or full SHA) in the remote (M5)."""
+        where = path or url
+        if not SHORT_SHA.match(commit):
+            raise CommitNotFound(f"{commit!r} is not a hex commit id of 7 to 40 characters", path=where)
+        repo = self.mirror(url)
+        if FULL_SHA.match(commit):
+            if _object_type(repo, commit) != "commit":
+                raise CommitNotFound(f"commit {commit} does not exist in {url}", path=where)
+            return commit
+        candidates = [c for c in _disambiguate(repo, commit) if _object_type(repo, c) == "commit"]
+        if not candidates:
+            raise CommitNotFound(f"no commit {commit} in {url}", path=where)
+        if len(candidates) > 1:
+            raise CommitAmbiguous(
+                f"short SHA {commit} is ambiguous in {url}: {', '.join(sorted(candidates))}",
+                path=where, details={"candidates": sorted(candidates)})
+        return candidates[0]
+
+    def ref_commit(self, url: str, ref: str) -> str:
+        """The commit a remote branch points at; `ref` is `origin/<branch>` or a branch name."""
+        repo = self.mirror(url)
+        branch = ref.removeprefix("origin/")
+        try:
+            return str(repo.git.rev_parse("--verify", "--quiet", f"refs/heads/{branch}^{{commit}}"))
+        except git.GitCommandError as exc:
+            raise GitError(f"remote ref {ref} does not exist in {url}", path=ref) from exc
+
+    def read(self, url: str, commit: str, path: str) -> Blob:
+        """The file at `path` in `commit`, read from git objects."""
+        repo = self.mirror(url)
+        try:
+            blob_sha = repo.git.rev_parse("--verify", "--quiet", f"{commit}:{path}")
+        except git.GitCommandError as exc:
+            raise GitError(f"{path} does not exist at {commit[:12]} in {url}", path=path) from exc
+        data = subprocess.run(["git", "-C", repo.git_dir, "cat-file", "blob", blob_sha],
+                              check=True, capture_output=True).stdout
+        return Blob(path=path, data=data, blob_sha=blob_sha, commit=commit)
+
+    def archive(self, url: str, commit: str, prefix: str | None = None) -> bytes:
+        """`git archive` (tar) of the tracked files at `commit`, optionally only under `prefix` (B1)."""
+        repo = self.mirror(url)
+        args = ["git", "-C", repo.git_dir, "archive", "--format=tar", commit]
+        if prefix:
+            args.append(prefix)
+        proc = subprocess.run(args, capture_output=True)
+        if proc.returncode != 0:
+            raise GitError(f"git archive {commit[:12]} failed: {proc.stderr.decode().strip()}", path=url)
+        return proc.stdout
+
+
+def _disambiguate(repo: git.Repo, prefix: str) -> list[str]:
+    proc = subprocess.run(["git", "-C", repo.git_dir, "rev-parse", f"--disambiguate={prefix}"],
+                          capture_output=True, text=True)
+    return [line.strip() for line in proc.stdout.splitlines() if line.strip()]
+
+
+def _object_type(repo: git.Repo, sha: str) -> str | None:
+    proc = subprocess.run(["git", "-C", repo.git_dir, "cat-file", "-t", sha], capture_output=True, text=True)
+    return proc.stdout.strip() if proc.returncode == 0 else None

@@ -1,0 +1,97 @@
+"""Fixtures shared by every test: the sample monorepo as real git, and the CLI.
+
+The sample repo is materialized with `tests.sample_repo` (a bare origin, a clone, real commits,
+`insteadOf` mapping the GitHub URL to the bare repo). Its git config is scoped by environment
+variables that these fixtures set for the test's duration, never the user's ~/.gitconfig.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import attrs
+import pytest
+from typer.testing import CliRunner
+
+from engine.cli import app
+from tests.sample_repo import SampleRepo, materialize
+
+
+@attrs.frozen
+class CliResult:
+    exit_code: int
+    stdout: str
+    stderr: str
+
+    @property
+    def json(self) -> Any:
+        return json.loads(self.stdout)
+
+
+@attrs.define
+class Cli:
+    """Runs `udeploy ...` in-process from the sample clone, with the sample's git environment."""
+
+    cwd: Path
+    env: dict[str, str]
+
+    def __call__(self, *args: str) -> CliResult:
+        old = Path.cwd()
+        os.chdir(self.cwd)
+        try:
+            result = CliRunner().invoke(app, list(args), env=self.env, catch_exceptions=False)
+        finally:
+            os.chdir(old)
+        return CliResult(result.exit_code, result.stdout, result.stderr)
+
+
+def _env_for(sample: SampleRepo, cache: Path) -> dict[str, str]:
+    return {**sample.env, "UDEPLOY_CACHE_DIR": str(cache)}
+
+
+@pytest.fixture
+def sample(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SampleRepo:
+    """A fresh sample monorepo (origin + clone) for one test; its git env is active."""
+    repo = materialize(tmp_path / "sample")
+    for k, v in _env_for(repo, tmp_path / "cache").items():
+        monkeypatch.setenv(k, v)
+    return repo
+
+
+@pytest.fixture
+def colliding_sample(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> SampleRepo:
+    """Like `sample`, with two real commits whose short SHAs collide."""
+    repo = materialize(tmp_path / "sample", colliding_short_sha=True)
+    for k, v in _env_for(repo, tmp_path / "cache").items():
+        monkeypatch.setenv(k, v)
+    return repo
+
+
+@pytest.fixture
+def cli(sample: SampleRepo, tmp_path: Path) -> Cli:
+    return Cli(cwd=sample.clone, env=_env_for(sample, tmp_path / "cache"))
+
+
+@pytest.fixture
+def colliding_cli(colliding_sample: SampleRepo, tmp_path: Path) -> Cli:
+    return Cli(cwd=colliding_sample.clone, env=_env_for(colliding_sample, tmp_path / "cache"))
+
+
+@pytest.fixture(scope="session")
+def shared_sample(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[SampleRepo, Cli]]:
+    """One sample repo for read-only tests (do not commit to it)."""
+    root = tmp_path_factory.mktemp("shared")
+    repo = materialize(root / "sample")
+    env = _env_for(repo, root / "cache")
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    yield repo, Cli(cwd=repo.clone, env=env)
+    for k, v in saved.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
