@@ -154,6 +154,7 @@ class Catalog:
     environments: Mapping[str, EnvironmentSettings]
     microservices: Mapping[str, Microservice]
     artifacts: Mapping[str, Artifact]
+    builder_host: str | None = None  # CI.json builder.host: the engine CI builds on (C1)
 
     def registry_image(self, service_id: str, commit: str) -> str:
         return f"{self.registry}/{self.repository_prefix}/{service_id}:{commit}"
@@ -172,6 +173,7 @@ def parse_catalog(config: Any, ci: Any, *, config_source: str = "config.json",
         environments={name: _environment(name, e) for name, e in config["environments"].items()},
         microservices={m["id"]: _microservice(m) for m in config["microservices"]},
         artifacts={a["id"]: Artifact(id=a["id"], kind=a["kind"], spec=a) for a in ci["artifacts"]},
+        builder_host=ci.get("builder", {}).get("host"),
     )
 
 

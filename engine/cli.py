@@ -1,21 +1,35 @@
-"""The `udeploy` command line: thin typer commands that call one engine function each.
+"""The `udeploy` plan-side commands: plan, check, show, graph, guardrails.
 
-Every command prints one JSON document on stdout; progress and human text go to stderr. Domain
-errors are caught here, at the boundary, and become `{"error": {...}}` plus an exit code.
+Thin typer commands that call one engine function each (STYLE 10); the shared options and the
+error boundary live in `engine.cli_common`.
 """
 
 from __future__ import annotations
 
-import json
 import sys
-import traceback
-from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated
 
 import typer
 
 from engine import __version__, render
+from engine.cli_common import (
+    CommitOpt,
+    EnvOpt,
+    FileOpt,
+    ForceOpt,
+    FormatOpt,
+    OutOpt,
+    ParallelOpt,
+    RefOpt,
+    RefreshOpt,
+    RepoOpt,
+    ServiceOpt,
+    app,
+    emit,
+    guarded,
+    progress,
+)
 from engine.desired import Request
 from engine.errors import ExitCode, UdeployError, UsageError
 from engine.guardrails import REGISTRY
@@ -24,74 +38,6 @@ from engine.planfile import read_plan, to_document, write_plan
 from engine.planner import PlanOptions, make_plan
 from engine.render import GITHUB_COMMENT_LIMIT
 from engine.source import DEFAULT_REF
-
-app = typer.Typer(
-    name="udeploy", no_args_is_help=True, add_completion=False,
-    help="Declarative plan/apply for service deployments: deploy.json says which commit runs; "
-         "udeploy plans, reviews and applies it on Compose hosts and native k3s.")
-
-EnvOpt = Annotated[str | None, typer.Option("--env", help="Environment mode: read origin/master:deploy.json "
-                                            "and select environments.<env> (dev|prod).", envvar="UDEPLOY_ENV")]
-FileOpt = Annotated[Path | None, typer.Option("--file", help="Local-manifest mode: read this deploy.json "
-                                              "(the only mode that accepts schemaVersion 1).")]
-ServiceOpt = Annotated[list[str] | None, typer.Option("--service", help="Limit to this service id (repeatable).")]
-CommitOpt = Annotated[str | None, typer.Option("--commit", help="Full SHA overriding one reviewed artifact "
-                                               "consumer's commit (needs --env and one --service).")]
-RepoOpt = Annotated[Path, typer.Option("--repo", help="The deploy repository checkout (default: current "
-                                       "directory).", envvar="UDEPLOY_REPO")]
-RefOpt = Annotated[str, typer.Option("--ref", help="Remote ref to read the manifests from in environment mode.")]
-
-
-def emit(doc: Any) -> None:
-    sys.stdout.write(json.dumps(doc, indent=2, sort_keys=False) + "\n")
-
-
-def fail(error: UdeployError) -> NoReturn:
-    emit(error.to_json())
-    raise typer.Exit(int(error.exit_code))
-
-
-def guarded(fn: Callable[[], int]) -> None:
-    """Run a command body: JSON error and exit code for domain errors, never a bare traceback."""
-    try:
-        code = fn()
-    except UdeployError as exc:
-        fail(exc)
-    except (typer.Exit, typer.Abort):
-        raise
-    except Exception as exc:  # a bug: still one JSON document on stdout, the traceback on stderr
-        traceback.print_exc(file=sys.stderr)
-        emit({"error": {"code": "internal-error", "message": f"{type(exc).__name__}: {exc}", "path": None}})
-        raise typer.Exit(int(ExitCode.ERROR)) from None
-    raise typer.Exit(code)
-
-
-def version_callback(value: bool) -> None:
-    if value:
-        emit({"udeployVersion": __version__})
-        raise typer.Exit()
-
-
-@app.callback()
-def main_options(
-    version: Annotated[bool, typer.Option("--version", callback=version_callback, is_eager=True,
-                                          help="Print the udeploy version as JSON and exit.")] = False,
-) -> None:
-    """udeploy: plan, review, apply."""
-
-
-OutOpt = Annotated[Path | None, typer.Option("-out", "--out", help="Write the plan file here, for review "
-                                             "and `udeploy apply PLAN`.")]
-ForceOpt = Annotated[bool, typer.Option("--force", help="Deploy even services whose live commit matches.")]
-RefreshOpt = Annotated[bool, typer.Option("--refresh/--no-refresh", help="Read live state through the providers "
-                                          "(default) or plan from the desired state only (O4).")]
-ParallelOpt = Annotated[int, typer.Option("--parallelism", min=1, help="Concurrent provider reads.",
-                                          envvar="UDEPLOY_PARALLELISM")]
-FormatOpt = Annotated[str, typer.Option("--format", help="json (default), text or markdown.")]
-
-
-def progress(message: str) -> None:
-    sys.stderr.write(f"udeploy: {message}\n")
 
 
 def _human(plan_value: Plan, fmt: str, max_chars: int = GITHUB_COMMENT_LIMIT) -> str | None:
@@ -222,5 +168,14 @@ def list_guardrails() -> None:
     emit({"guardrails": [{"id": g.id, "name": g.name, "summary": g.summary} for g in REGISTRY.values()]})
 
 
+# Command modules register on the shared app when imported.
+import engine.cli_apply  # noqa: E402,F401
+import engine.cli_artifact  # noqa: E402,F401
+
+
 def main() -> None:
     app()
+
+
+if __name__ == "__main__":
+    main()

@@ -81,6 +81,9 @@ class Plan:
     mode: str  # "env" | "file"
     environment: Mapping[str, Any] | None
     manifest: Mapping[str, Any]  # remote, ref, commit, blobs: apply refuses when the ref moved
+    # The request that made the plan (env/file, services, commit override, ref): apply reloads the
+    # desired state with it and re-observes, to prove nothing moved since.
+    request: Mapping[str, Any]
     refreshed: bool
     forced: bool
     selection: tuple[str, ...]  # the --service ids, empty for all

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import attrs
@@ -42,13 +43,23 @@ def make_plan(request: Request, options: PlanOptions, *, git: GitProvider | None
     obs = observe(state, pool, parallelism=options.parallelism) if options.refresh else \
         Observations(artifacts={}, runtime={}, secrets={})
     changes = [_change(d, state, obs, options) for d in state.services]
-    plan = _assemble(state, changes, obs, options, request.services, demoted={})
+    plan = _assemble(state, changes, obs, options, request, demoted={})
     ctx = guard_context(plan, state)
     failing = failing_services(run_all(ctx))
     if failing:  # a service failing a guardrail is blocked, and loses its steps
-        plan = _assemble(state, changes, obs, options, request.services, demoted=failing)
+        plan = _assemble(state, changes, obs, options, request, demoted=failing)
     plan = attrs.evolve(plan, guardrails=run_all(guard_context(plan, state)))
     return Planned(plan=plan, state=state)
+
+
+def request_json(request: Request) -> dict[str, Any]:
+    return {"env": request.env, "file": str(request.file) if request.file else None,
+            "services": list(request.services), "commit": request.commit, "ref": request.ref}
+
+
+def request_from_json(doc: Mapping[str, Any], checkout: Path) -> Request:
+    return Request(env=doc["env"], file=Path(doc["file"]) if doc["file"] else None,
+                   services=tuple(doc["services"]), commit=doc["commit"], checkout=checkout, ref=doc["ref"])
 
 
 def guard_context(plan: Plan, state: DesiredState) -> GuardContext:
@@ -71,7 +82,7 @@ def _change(d: DesiredService, state: DesiredState, obs: Observations, options: 
 
 
 def _assemble(state: DesiredState, changes: list[tuple[DesiredService, Decision, dict[str, Any]]],
-              obs: Observations, options: PlanOptions, selection: tuple[str, ...],
+              obs: Observations, options: PlanOptions, request: Request,
               demoted: Mapping[str, list[str]]) -> Plan:
     services: list[ServiceChange] = []
     chains: dict[str, list[Node]] = {}
@@ -102,8 +113,9 @@ def _assemble(state: DesiredState, changes: list[tuple[DesiredService, Decision,
     return Plan(
         format_version=FORMAT_VERSION, udeploy_version=__version__,
         created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), mode=state.mode,
-        environment=environment_json(state), manifest=manifest_json(state.source), refreshed=options.refresh,
-        forced=options.force, selection=selection,
+        environment=environment_json(state), manifest=manifest_json(state.source), request=request_json(request),
+        refreshed=options.refresh,
+        forced=options.force, selection=request.services,
         services=tuple(services), nodes=tuple(by_id[n] for n in graph.nodes()), edges=tuple(graph.edges()),
         guardrails=())
 

@@ -1,0 +1,277 @@
+"""Apply a saved plan: exactly its nodes, after proving it can still be trusted (K1, O6, V4).
+
+Before anything changes: the digest and format were checked by `read_plan`; here the manifest
+ref must not have moved, every node's observed fingerprint must still hold (else `stale`, naming
+what moved), every guardrail must pass again, and the environment lock must be free. Then the
+walk runs the nodes in dependency order, in parallel, each through its provider; a failed node
+skips its dependents. Each succeeded node is recorded under the plan's digest, so re-running the
+same plan after a failure or a killed process resumes instead of redoing verified work.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from engine import lock as env_lock
+from engine.desired import DesiredState, load_desired
+from engine.errors import PolicyRefused, UdeployError
+from engine.graph import Graph, NodeOutcome
+from engine.guardrails import run_all
+from engine.jobs import Job
+from engine.observe import Observations, ProviderPool, observe, runtime_target
+from engine.plan import Action, Node, Plan, StepKind
+from engine.planfile import PlanStale
+from engine.planner import guard_context, request_from_json
+from engine.provider_api import ObserveRequest, RuntimeState, StepRequest
+from providers.git import GitProvider
+
+
+class StepFailed(UdeployError, RuntimeError):
+    code = "step-failed"
+
+
+@attrs.frozen
+class ApplyOptions:
+    state_dir: Path
+    checkout: Path
+    parallelism: int = 10
+    dry_run: bool = False
+    plan_file: str | None = None
+    job_id: str | None = None  # set by a detached parent that already printed it
+
+
+Progress = Callable[[str], None]
+
+
+def _silent(message: str) -> None:
+    pass
+
+
+def plan_scope(plan: Plan) -> str:
+    """The lock scope: one apply per environment (or per local manifest)."""
+    return f"env-{plan.environment['name']}" if plan.environment else "local-manifest"
+
+
+class Resume:
+    """What earlier jobs of the same plan already did: succeeded nodes and fingerprints after them."""
+
+    def __init__(self, state_dir: Path, digest: str) -> None:
+        self.path = state_dir / "plans" / (digest.removeprefix("sha256:") + ".json")
+        self.doc: dict[str, Any] = json.loads(self.path.read_text()) if self.path.exists() else \
+            {"nodes": {}, "runtime": {}}
+
+    @property
+    def done(self) -> set[str]:
+        return set(self.doc["nodes"])
+
+    def runtime_fingerprint(self, service: str | None) -> str | None:
+        found: str | None = self.doc["runtime"].get(service or "")
+        return found
+
+    def record(self, node: Node, runtime_fingerprint: str | None) -> None:
+        self.doc["nodes"][node.id] = "succeeded"
+        if node.service and runtime_fingerprint:
+            self.doc["runtime"][node.service] = runtime_fingerprint
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.doc, indent=2))
+        tmp.replace(self.path)
+
+
+def check_trust(plan: Plan, options: ApplyOptions, pool_for: Callable[[DesiredState], ProviderPool],
+                resume: Resume, progress: Progress = _silent) -> tuple[DesiredState, ProviderPool, Observations]:
+    """Refuse (exit 4, or 3 for policy) unless the plan still describes the world. Changes nothing."""
+    git = GitProvider()
+    _check_manifest_unmoved(plan, git, options.checkout)
+    progress("re-reading desired and live state")
+    state = load_desired(request_from_json(plan.request, options.checkout), git)
+    if state.source.commit != plan.manifest.get("commit"):
+        raise PlanStale(f"manifest moved: planned at {plan.manifest.get('commit')}, now {state.source.commit}",
+                        path=str(plan.manifest.get("ref")))
+    pool = pool_for(state)
+    obs = observe(state, pool, parallelism=options.parallelism) if plan.refreshed else \
+        Observations(artifacts={}, runtime={}, secrets={})
+    moved = _moved_nodes(plan, obs, resume)
+    if moved:
+        raise PlanStale(f"the plan is stale: {len(moved)} node(s) were planned against state that has since changed "
+                        f"({'; '.join(m['why'] for m in moved[:5])}); make a new plan",
+                        path=moved[0]["node"], details={"moved": moved})
+    failed = [f"{g.id} {g.name}: {f.summary}" for g in run_all(guard_context(plan, state)) if not g.passed
+              for f in g.findings]
+    if failed:
+        raise PolicyRefused("guardrails fail at apply time: " + "; ".join(failed), rule="K4",
+                            details={"findings": failed})
+    for s in plan.services:
+        secrets = obs.secrets.get(s.id)
+        if s.action is Action.DEPLOY and secrets and secrets.get("requiredSecretsPresent") is False:
+            missing = ", ".join(secrets["missingSecretKeys"])
+            raise PolicyRefused(f"{s.id}: required runtime secrets are missing ({missing}); nothing was changed",
+                                rule="P7", path=s.id)
+    return state, pool, obs
+
+
+def _check_manifest_unmoved(plan: Plan, git: GitProvider, checkout: Path) -> None:
+    m = plan.manifest
+    if m.get("mode") == "env":
+        now_at = git.ref_commit(str(m["remote"]), str(m["ref"]))
+        if now_at != m["commit"]:
+            raise PlanStale(f"manifest ref {m['ref']} moved from {str(m['commit'])[:12]} to {now_at[:12]} since "
+                            "the plan was made; make a new plan", path=str(m["ref"]),
+                            details={"planned": m["commit"], "now": now_at})
+        return
+    path = Path(str(m["file"]))
+    data = path.read_bytes() if path.exists() else b""
+    if hashlib.sha256(data).hexdigest() != m.get("sha256"):
+        raise PlanStale(f"{path} changed since the plan was made; make a new plan", path=str(path))
+
+
+def _moved_nodes(plan: Plan, obs: Observations, resume: Resume) -> list[dict[str, Any]]:
+    live = {s.id: s.live for s in plan.services}
+    moved: dict[str, dict[str, Any]] = {}  # one entry per service is enough to explain it
+    for n in plan.nodes:
+        if n.observed is None or n.id in resume.done or (n.service or n.id) in moved:
+            continue
+        if n.kind is StepKind.VERIFY_ARTIFACT:
+            art = obs.artifacts.get(n.service or "")
+            now_fp = art.fingerprint if art else None
+            what = f"artifact {n.params.get('image')}"
+        else:
+            rt = obs.runtime.get(n.service or "")
+            now_fp = rt.fingerprint if rt else None
+            before = live.get(n.service or "") or {}
+            what = (f"{n.service} on {rt.target if rt else n.host}: was {before.get('presence')} at "
+                    f"{str(before.get('commit'))[:12]}, now {rt.presence.value if rt else 'unreadable'} at "
+                    f"{str(rt.live_commit if rt else None)[:12]}")
+        expected = resume.runtime_fingerprint(n.service) if n.kind is not StepKind.VERIFY_ARTIFACT else None
+        expected = expected or n.observed
+        if now_fp != expected:
+            moved[n.service or n.id] = {"node": n.id, "planned": n.observed, "now": now_fp, "why": f"{n.id}: {what}"}
+    return list(moved.values())
+
+
+def graph_of(plan: Plan) -> Graph:
+    g = Graph()
+    for n in plan.nodes:
+        g.add(n.id)
+    for a, b in plan.edges:
+        g.connect(a, b)
+    g.validate()
+    return g
+
+
+def apply_plan(plan: Plan, options: ApplyOptions, *, pool_for: Callable[[DesiredState], ProviderPool] | None = None,
+               progress: Progress = _silent) -> dict[str, Any]:
+    pool_for = pool_for or (lambda state: ProviderPool(state.catalog))
+    digest = _digest(plan)
+    resume = Resume(options.state_dir, digest)
+    state, pool, obs = check_trust(plan, options, pool_for, resume, progress)
+    job = Job.create(options.state_dir, plan_digest=digest, plan_file=options.plan_file,
+                     environment=(plan.environment or {}).get("name"), dry_run=options.dry_run,
+                     nodes=[n.id for n in plan.nodes], job_id=options.job_id)
+    held, taken_over = env_lock.acquire(options.state_dir, plan_scope(plan), job.id)
+    try:
+        if taken_over:
+            job.log(f"took over lock {taken_over.get('lockId')} abandoned by job {taken_over.get('jobId')} "
+                    f"(pid {taken_over.get('pid')} is gone)")
+        return _walk(plan, state, options, pool, job, resume, progress, taken_over)
+    finally:
+        env_lock.release(options.state_dir, plan_scope(plan), held["lockId"])
+
+
+def _walk(plan: Plan, state: DesiredState, options: ApplyOptions, pool: ProviderPool, job: Job, resume: Resume,
+          progress: Progress, taken_over: Mapping[str, Any] | None) -> dict[str, Any]:
+    by_id = {n.id: n for n in plan.nodes}
+    done = set() if options.dry_run else resume.done & set(by_id)
+    for n in sorted(done):
+        job.node(n, "succeeded", message="already applied and verified by an earlier job of this plan")
+    job.log(f"apply {'(dry run) ' if options.dry_run else ''}of plan {_digest(plan)[:19]}: {len(by_id)} nodes, "
+            f"{len(done)} already done")
+
+    def run(node_id: str) -> None:
+        node = by_id[node_id]
+        where = f"{node.provider}@{node.host or '-'}"
+        job.node(node_id, "running")
+        job.log(f"start {node_id} ({where})")
+        progress(f"{node_id}: running ({where})")
+        provider = pool.get(node.provider, node.host)
+        request = StepRequest(node_id=node.id, kind=node.kind.value, service_id=node.service or "",
+                              params=node.params, dry_run=options.dry_run)
+        try:
+            result = provider.execute(request)
+        except UdeployError as exc:
+            job.node(node_id, "failed", message=exc.message)
+            job.log(f"failed {node_id}: {exc.message}")
+            progress(f"{node_id}: FAILED: {exc.message}")
+            raise
+        if not result.ok:
+            job.node(node_id, "failed", message=result.message)
+            job.log(f"failed {node_id}: {result.message}")
+            progress(f"{node_id}: FAILED: {result.message}")
+            raise StepFailed(result.message, path=node_id)
+        job.node(node_id, "succeeded", message=result.message)
+        job.log(f"done {node_id}: {result.message}")
+        progress(f"{node_id}: {'would do' if options.dry_run else 'done'}: {result.message}")
+        if not options.dry_run:
+            resume.record(node, _runtime_after(pool, state, node))
+
+    result = graph_of(plan).walk(run, parallelism=options.parallelism, done=done)
+    for node_id, outcome in result.outcomes.items():
+        if outcome is NodeOutcome.SKIPPED:
+            job.node(node_id, "skipped", message=result.errors.get(node_id, ""))
+            job.log(f"skipped {node_id}: an upstream node did not succeed")
+    services = _service_outcomes(plan, result.outcomes)
+    job_state = "succeeded" if result.ok else "failed"
+    summary = {
+        "jobId": job.id, "state": job_state, "dryRun": options.dry_run, "planDigest": _digest(plan),
+        "tookOverLock": dict(taken_over) if taken_over else None,
+        "nodes": {n: o.value for n, o in result.outcomes.items()},
+        "resumed": sorted(done),
+        "failed": [{"node": n, "error": result.errors.get(n, "")} for n, o in result.outcomes.items()
+                   if o is NodeOutcome.FAILED],
+        "skipped": [n for n, o in result.outcomes.items() if o is NodeOutcome.SKIPPED],
+        "services": services,
+        "untouched": [{"id": s.id, "action": s.action.value, "reason": s.reason} for s in plan.services
+                      if s.action is not Action.DEPLOY],
+    }
+    job.finish(job_state, summary)
+    job.log(f"job {job_state}")
+    return summary
+
+
+def _runtime_after(pool: ProviderPool, state: DesiredState, node: Node) -> str | None:
+    """The service's runtime fingerprint after a mutating step, for the resume staleness check."""
+    if node.kind in (StepKind.VERIFY_ARTIFACT, StepKind.APPLY_PREREQUISITE) or not node.service:
+        return None
+    d = next((d for d in state.services if d.id == node.service), None)
+    where = runtime_target(d) if d else None
+    if d is None or where is None:
+        return None
+    host, target = where
+    found: RuntimeState = pool.for_host(host).observe(
+        ObserveRequest(service_id=d.id, target=target, health_path=d.microservice.health_path, read_health=False))
+    return found.fingerprint
+
+
+def _service_outcomes(plan: Plan, outcomes: Mapping[str, NodeOutcome]) -> list[dict[str, Any]]:
+    out = []
+    for s in plan.services:
+        if s.action is not Action.DEPLOY:
+            continue
+        mine = {n: o for n, o in outcomes.items() if n.startswith(s.id + "/")}
+        verified = bool(mine) and all(o is NodeOutcome.SUCCEEDED for o in mine.values())
+        out.append({"id": s.id, "commit": s.resolved_commit, "verified": verified,
+                    "outcome": "deployed" if verified else
+                    ("skipped" if any(o is NodeOutcome.SKIPPED for o in mine.values()) and
+                     not any(o is NodeOutcome.FAILED for o in mine.values()) else "failed")})
+    return out
+
+
+def _digest(plan: Plan) -> str:
+    from engine.planfile import to_document
+    return str(to_document(plan)["digest"])

@@ -1,0 +1,208 @@
+"""`udeploy apply`, `udeploy job ...` and `udeploy lock ...`.
+
+`apply PLAN` executes exactly a saved plan. `apply --env/--file ...` is the spec's one-step shape:
+plan, then apply that plan, with the same checks. `--detach` prints the job id at once and runs
+the job in the background; `job status` follows it.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from engine.apply import ApplyOptions, apply_plan, plan_scope
+from engine.cli_common import (
+    CommitOpt,
+    EnvOpt,
+    FileOpt,
+    ForceOpt,
+    RefOpt,
+    RepoOpt,
+    ServiceOpt,
+    app,
+    emit,
+    guarded,
+    progress,
+)
+from engine.desired import Request
+from engine.errors import ExitCode, PolicyRefused, UdeployError, UsageError
+from engine.jobs import Job, default_state_dir, list_jobs, new_job_id
+from engine.lock import read_lock, release
+from engine.plan import Action, Plan
+from engine.planfile import read_plan, write_plan
+from engine.planner import PlanOptions, make_plan
+from engine.source import DEFAULT_REF
+
+StateOpt = Annotated[Path | None, typer.Option("--state-dir", help="Where jobs and locks live (default .state, "
+                                               "or $UDEPLOY_STATE_DIR).")]
+ApplyParallelOpt = Annotated[int, typer.Option("--parallelism", min=1, help="Nodes run at once (default 10).",
+                                               envvar="UDEPLOY_PARALLELISM")]
+
+job_app = typer.Typer(help="Follow apply jobs (.state/jobs/<jobId>/).", no_args_is_help=True)
+lock_app = typer.Typer(help="Inspect or release the per-environment apply lock.", no_args_is_help=True)
+app.add_typer(job_app, name="job")
+app.add_typer(lock_app, name="lock")
+
+
+def refuse_policy(plan: Plan, selected: tuple[str, ...], dry_run: bool) -> None:
+    """One-step apply: asking by name for what policy refuses is a refusal (exit 3), with the
+    structured payload (O7); an environment-wide apply just leaves such services untouched."""
+    for s in plan.services:
+        if plan.mode == "file" and s.item.get("blockedReason") == "reviewed-artifact-consumer":
+            raise PolicyRefused(f"{s.id}: {s.reason}", rule="P4", path=s.id, details={"service": _payload(s)})
+        if s.id not in selected or s.action in (Action.DEPLOY, Action.NOOP):
+            continue
+        if dry_run and s.action is Action.GATED:
+            continue
+        rule = "O7" if s.action is Action.UNSUPPORTED else "P2"
+        raise PolicyRefused(f"{s.id} is {s.action.value} in this environment: {s.reason}", rule=rule, path=s.id,
+                            details={"service": _payload(s)})
+
+
+def _payload(s: object) -> dict[str, object]:
+    from engine.planfile import make_converter
+    doc: dict[str, object] = make_converter().unstructure(s)
+    return doc
+
+
+@app.command()
+def apply(
+    plan_file: Annotated[Path | None, typer.Argument(help="A saved plan (udeploy plan -out). Without it, plan "
+                                                     "and apply in one step from --env/--file.")] = None,
+    env: EnvOpt = None, file: FileOpt = None, service: ServiceOpt = None, commit: CommitOpt = None,
+    repo: RepoOpt = Path("."), ref: RefOpt = DEFAULT_REF, force: ForceOpt = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Walk the same graph, read and check everything, "
+                                          "change nothing.")] = False,
+    detach: Annotated[bool, typer.Option("--detach", help="Print the job id and run the job in the "
+                                         "background.")] = False,
+    parallelism: ApplyParallelOpt = 10, state_dir: StateOpt = None,
+    job_id: Annotated[str | None, typer.Option("--job-id", hidden=True)] = None,
+) -> None:
+    """Apply a saved plan exactly, or plan and apply in one step; print the job result as JSON."""
+
+    def run() -> int:
+        state = state_dir or default_state_dir()
+        if plan_file is not None:
+            if env or file or service or commit or force:
+                raise UsageError("a saved plan already fixes environment, services and commits: give either "
+                                 "PLAN or --env/--file options, not both", path="PLAN")
+            plan, path = read_plan(plan_file), plan_file
+        else:
+            request = Request(env=env, file=file, services=tuple(service or ()), commit=commit,
+                              checkout=repo, ref=ref)
+            progress("planning")
+            plan = make_plan(request, PlanOptions(force=force, parallelism=parallelism)).plan
+            refuse_policy(plan, request.services, dry_run)
+            path = None
+        if detach:
+            return _detach(plan, path, state, repo, dry_run, parallelism)
+        options = ApplyOptions(state_dir=state, checkout=repo, parallelism=parallelism, dry_run=dry_run,
+                               plan_file=str(path) if path else None, job_id=job_id)
+        progress(f"applying {len(plan.nodes)} nodes in {plan_scope(plan)}{' (dry run)' if dry_run else ''}")
+        try:
+            result = apply_plan(plan, options, progress=progress)
+        except UdeployError as exc:
+            if job_id:  # a detached child: leave the refusal where `job status` looks
+                _record_refusal(state, job_id, plan, exc)
+            raise
+        emit(result)
+        return int(ExitCode.OK) if result["state"] == "succeeded" else int(ExitCode.ERROR)
+
+    guarded(run)
+
+
+def _detach(plan: Plan, path: Path | None, state: Path, repo: Path, dry_run: bool, parallelism: int) -> int:
+    job_id = new_job_id()
+    spool = state / "jobs" / f"{job_id}.plan.json"
+    spool.parent.mkdir(parents=True, exist_ok=True)
+    if path is None:
+        write_plan(plan, spool)
+    else:
+        spool.write_bytes(path.read_bytes())
+    args = [sys.executable, "-m", "engine.cli", "apply", str(spool.resolve()), "--job-id", job_id,
+            "--state-dir", str(state.resolve()), "--repo", str(repo.resolve()), "--parallelism", str(parallelism)]
+    if dry_run:
+        args.append("--dry-run")
+    with open(state / "jobs" / f"{job_id}.out", "ab") as out:
+        child = subprocess.Popen(args, stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True,
+                                 env=os.environ.copy())
+    emit({"jobId": job_id, "state": "started", "pid": child.pid, "statusCommand": f"udeploy job status {job_id}"})
+    return int(ExitCode.OK)
+
+
+def _record_refusal(state: Path, job_id: str, plan: Plan, exc: UdeployError) -> None:
+    try:
+        job = Job.open(state, job_id)
+    except UdeployError:
+        job = Job.create(state, plan_digest="", plan_file=None, environment=(plan.environment or {}).get("name"),
+                         dry_run=False, nodes=[], job_id=job_id)
+    job.log(f"refused: {exc.code}: {exc.message}")
+    job.finish("refused", exc.to_json())
+
+
+@job_app.command("status")
+def job_status(
+    job: Annotated[str, typer.Argument(help="The job id apply printed.")],
+    tail_bytes: Annotated[int, typer.Option("--tail-bytes", min=0, help="How much of the log's end to "
+                                            "include.")] = 4096,
+    state_dir: StateOpt = None,
+) -> None:
+    """A job's state, per-node progress and a bounded tail of its log."""
+
+    def run() -> int:
+        j = Job.open(state_dir or default_state_dir(), job)
+        doc = j.status()
+        doc["logTail"] = j.tail(tail_bytes)
+        emit(doc)
+        return 0
+
+    guarded(run)
+
+
+@job_app.command("list")
+def job_list(state_dir: StateOpt = None) -> None:
+    """Every job under the state directory, oldest first."""
+
+    def run() -> int:
+        emit({"jobs": list_jobs(state_dir or default_state_dir())})
+        return 0
+
+    guarded(run)
+
+
+@lock_app.command("status")
+def lock_status(
+    env: Annotated[str, typer.Option("--env", help="dev, prod, or local-manifest.")] = "dev",
+    state_dir: StateOpt = None,
+) -> None:
+    """Who holds the apply lock of an environment, and whether that process is still alive."""
+
+    def run() -> int:
+        scope = env if env == "local-manifest" else f"env-{env}"
+        emit({"scope": scope, "lock": read_lock(state_dir or default_state_dir(), scope)})
+        return 0
+
+    guarded(run)
+
+
+@lock_app.command("release")
+def lock_release(
+    lock_id: Annotated[str, typer.Option("--lock-id", help="The id `udeploy lock status` shows; required so "
+                                         "nobody releases a lock they have not looked at.")],
+    env: Annotated[str, typer.Option("--env", help="dev, prod, or local-manifest.")] = "dev",
+    state_dir: StateOpt = None,
+) -> None:
+    """Force-release an environment's apply lock (for a holder that is gone)."""
+
+    def run() -> int:
+        scope = env if env == "local-manifest" else f"env-{env}"
+        release(state_dir or default_state_dir(), scope, lock_id)
+        emit({"scope": scope, "released": lock_id})
+        return 0
+
+    guarded(run)
