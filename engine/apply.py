@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
@@ -62,6 +63,7 @@ class Resume:
     """What earlier jobs of the same plan already did: succeeded nodes and fingerprints after them."""
 
     def __init__(self, state_dir: Path, digest: str) -> None:
+        self._lock = threading.Lock()  # nodes finish on several walk threads
         self.path = state_dir / "plans" / (digest.removeprefix("sha256:") + ".json")
         self.doc: dict[str, Any] = json.loads(self.path.read_text()) if self.path.exists() else \
             {"nodes": {}, "runtime": {}}
@@ -75,13 +77,14 @@ class Resume:
         return found
 
     def record(self, node: Node, runtime_fingerprint: str | None) -> None:
-        self.doc["nodes"][node.id] = "succeeded"
-        if node.service and runtime_fingerprint:
-            self.doc["runtime"][node.service] = runtime_fingerprint
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(self.doc, indent=2))
-        tmp.replace(self.path)
+        with self._lock:
+            self.doc["nodes"][node.id] = "succeeded"
+            if node.service and runtime_fingerprint:
+                self.doc["runtime"][node.service] = runtime_fingerprint
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            tmp = self.path.with_suffix(".tmp")
+            tmp.write_text(json.dumps(self.doc, indent=2))
+            tmp.replace(self.path)
 
 
 def check_trust(plan: Plan, options: ApplyOptions, pool_for: Callable[[DesiredState], ProviderPool],
@@ -211,7 +214,7 @@ def _walk(plan: Plan, state: DesiredState, options: ApplyOptions, pool: Provider
             raise
         if not result.ok:
             job.node(node_id, "failed", message=result.message)
-            job.log(f"failed {node_id}: {result.message}")
+            job.log(f"failed {node_id}: {result.message}" + _output_tail(result.facts))
             progress(f"{node_id}: FAILED: {result.message}")
             raise StepFailed(result.message, path=node_id)
         job.node(node_id, "succeeded", message=result.message)
@@ -242,6 +245,15 @@ def _walk(plan: Plan, state: DesiredState, options: ApplyOptions, pool: Provider
     job.finish(job_state, summary)
     job.log(f"job {job_state}")
     return summary
+
+
+def _output_tail(facts: Mapping[str, Any], lines: int = 8) -> str:
+    """The end of a failed step's command output, indented under its log line."""
+    log = facts.get("log")
+    if not log:
+        return ""
+    text = log if isinstance(log, str) else "\n".join(map(str, log))
+    return "".join(f"\n    | {line}" for line in text.strip().splitlines()[-lines:])
 
 
 def _runtime_after(pool: ProviderPool, state: DesiredState, node: Node) -> str | None:

@@ -97,7 +97,7 @@ def status(checkout: Path, *, ref: str = DEFAULT_REF, git: GitProvider | None = 
             manifest = parse_deploy(deploy, source="deploy.json", environment=env)
         except UdeployError:
             continue
-        rows = []
+        rows: list[dict[str, Any]] = []
         for entry in manifest.services:
             ms = catalog.microservices.get(entry.id)
             if ms is None or ms.source_kind is not SourceKind.DOCKERFILE:

@@ -126,7 +126,7 @@ def _no_secret_values(ctx: GuardContext) -> Iterable[Diagnostic]:
     for s in ctx.plan.services:
         secrets = s.item.get("artifactConsumer", {}).get("runtimeSecrets") or {}
         for k, v in secrets.items():
-            if k not in ("secretSource", "recommendedAction") and isinstance(v, str):
+            if k not in ("secretSource", "secretFile", "recommendedAction") and isinstance(v, str):
                 yield _finding("secret-value", f"{s.id}: runtimeSecrets.{k} holds a string", s.id)
     for n in ctx.plan.nodes:
         for key, value in _walk(n.params):

@@ -8,6 +8,8 @@ D5 (running the db guard) is not pure; its data lives here, its runner in `engin
 
 from __future__ import annotations
 
+import functools
+import json
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import PurePath
@@ -161,13 +163,24 @@ def check_schema(path: str, objects: tuple[K8sObject, ...]) -> Iterator[Diagnost
     """Field names and types against the Kubernetes OpenAPI schemas (strict: unknown fields fail)."""
     finding = _finder(SCHEMA, path)
     for o in objects:
-        try:
-            kubernetes_validate.validate(dict(o.body), KUBERNETES_VERSION, strict=True)
-        except kubernetes_validate.ValidationError as exc:
-            where = ".".join(str(p) for p in exc.path) or "(top level)"
-            yield finding(o.ref, f"{o.ref} breaks the Kubernetes {KUBERNETES_VERSION} schema at {where}: {exc.message}")
-        except kubernetes_validate.SchemaNotFoundError as exc:
-            yield finding(o.ref, f"{o.ref}: {exc.message}")
+        # As JSON, the form the API server receives (YAML timestamps become strings), and a cache key.
+        if problem := _schema_problem(json.dumps(o.body, sort_keys=True, default=str)):
+            yield finding(o.ref, f"{o.ref} {problem}")
+
+
+@functools.lru_cache(maxsize=1024)  # kubernetes-validate rereads its 1 MB of schemas on every call
+def _schema_problem(body: str) -> str | None:
+    doc = json.loads(body)
+    if not isinstance(doc.get("apiVersion"), str) or not isinstance(doc.get("kind"), str):
+        return "needs a string apiVersion and kind"
+    try:
+        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+    except kubernetes_validate.ValidationError as exc:
+        where = ".".join(str(p) for p in exc.path) or "(top level)"
+        return f"breaks the Kubernetes {KUBERNETES_VERSION} schema at {where}: {exc.message}"
+    except kubernetes_validate.SchemaNotFoundError as exc:
+        return f"has no Kubernetes {KUBERNETES_VERSION} schema: {exc.message}"
+    return None
 
 
 def check_exposure(path: str, objects: tuple[K8sObject, ...]) -> Iterator[Diagnostic]:

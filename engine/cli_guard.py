@@ -1,0 +1,45 @@
+"""`udeploy guard …`: standalone runs of the pre-rollout guards (G1: `guard code-queue-source`)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from engine.cli_common import app, emit, guarded, progress
+from engine.source_guard import CODE_QUEUE_SOURCE, GuardResult, check_code_queue_source
+
+guard_app = typer.Typer(name="guard", no_args_is_help=True,
+                        help="Guards that must pass before a rollout; each prints JSON and exits 1 when degraded.")
+app.add_typer(guard_app)
+
+
+def guard_json(result: GuardResult) -> dict[str, Any]:
+    return {
+        "ok": result.ok,
+        "root": str(result.root),
+        "sourceDir": str(CODE_QUEUE_SOURCE),
+        "scanned": result.scanned,
+        "relativeImports": result.relative_imports,
+        "degradedReason": result.degraded_reason.value if result.degraded_reason else None,
+        "missing": [{"importer": m.importer, "specifier": m.specifier, "target": m.target, "tried": list(m.tried)}
+                    for m in result.missing],
+    }
+
+
+@guard_app.command("code-queue-source")
+def code_queue_source(
+    root: Annotated[Path, typer.Option("--root", help="The repo Code Queue Pods mount as /app (production: "
+                                       "/home/ubuntu/cq-deploy); the guard runs on this path as mounted.")],
+) -> None:
+    """G1: every relative import under the Code Queue source resolves to a file (run after sync, before rollout)."""
+
+    def run() -> int:
+        result = check_code_queue_source(root)
+        if not result.ok:
+            progress(f"code-queue source degraded: {result.degraded_reason.value if result.degraded_reason else ''}")
+        emit(guard_json(result))
+        return 0 if result.ok else 1
+
+    guarded(run)

@@ -1,0 +1,213 @@
+"""Readers of a Compose host's observed state (STYLE 5): one call or command, then a `process`.
+
+Nothing here changes the host. Each reader returns a typed value: the running container of one
+Compose service (`RuntimeState`), its health (`HealthState`), whether a secret source file holds the
+required keys (names and lengths only, never values), whether an image or a file exists.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import docker
+import docker.errors
+import paramiko
+import requests
+
+from engine.provider_api import HealthState, Presence, ProviderUnreachable, RuntimeState
+from providers.hostshell import HostShell
+
+PROJECT_LABEL = "com.docker.compose.project"
+SERVICE_LABEL = "com.docker.compose.service"
+V1_PREFIX = "unidesk.ai/"
+DEPLOY_ENV_PREFIX = "UNIDESK_DEPLOY_"
+
+# Prints "<key>\t<length of value>" for every KEY=VALUE line of the file in $1; values never leave awk.
+_KEY_LENGTHS = r"""
+[ -f "$1" ] || exit 3
+awk '
+  /^[ \t]*(#|$)/ { next }
+  {
+    line = $0; sub(/^[ \t]*export[ \t]+/, "", line)
+    eq = index(line, "="); if (eq == 0) next
+    key = substr(line, 1, eq - 1); gsub(/[ \t]/, "", key)
+    value = substr(line, eq + 1)
+    if (value ~ /^".*"$/ || value ~ /^\047.*\047$/) value = substr(value, 2, length(value) - 2)
+    printf "%s\t%d\n", key, length(value)
+  }' "$1"
+"""
+
+
+def docker_call(shell: HostShell, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
+    """Run one SDK call; a transport failure becomes ProviderUnreachable naming the host."""
+    try:
+        return fn(*args, **kwargs)
+    except docker.errors.DockerException:
+        raise  # the engine answered (APIError, ImageNotFound, ...): the caller decides
+    except (requests.exceptions.ConnectionError, OSError, paramiko.SSHException) as exc:
+        raise ProviderUnreachable(f"{what} on {shell.where}: {exc}", path=shell.host_id) from exc
+
+
+# -- the running container of a Compose service
+
+
+def service_container(shell: HostShell, project: str, service: str) -> Mapping[str, Any] | None:
+    """`docker inspect` of the newest container of project/service (a running one first), or None.
+
+    One list call (summaries, not an inspect per container), then one inspect; a container removed in
+    between (a concurrent recreate) is looked up again.
+    """
+    api = shell.docker().api
+    filters = {"label": [f"{PROJECT_LABEL}={project}", f"{SERVICE_LABEL}={service}"]}
+    for _ in range(3):
+        found = docker_call(shell, f"list containers of {project}/{service}", api.containers, all=True,
+                            filters=filters)
+        if not found:
+            return None
+        newest = max(found, key=lambda c: (c.get("State") == "running", c.get("Created", 0)))
+        try:
+            return docker_call(shell, f"inspect {newest['Id'][:12]}", api.inspect_container,  # type: ignore[no-any-return]
+                               newest["Id"])
+        except docker.errors.NotFound:
+            continue
+    return None
+
+
+def runtime_state(shell: HostShell, target: str, project: str, service: str) -> RuntimeState:
+    """The newest container of project/service (running first), its image, V1 labels and V2 env."""
+    attrs = service_container(shell, project, service)
+    if attrs is None:
+        return RuntimeState(target=target, presence=Presence.ABSENT)
+    config = attrs.get("Config") or {}
+    image_id = attrs.get("Image")
+    return RuntimeState(
+        target=target,
+        presence=_presence(attrs.get("State") or {}),
+        image=config.get("Image"),
+        image_id=image_id,
+        labels=image_labels(shell, image_id) if image_id else {},
+        deploy_env=deploy_env(config.get("Env") or []),
+        identity=attrs.get("Id"),
+        detail=_state_detail(attrs.get("State") or {}),
+    )
+
+
+def _presence(state: Mapping[str, Any]) -> Presence:
+    if state.get("Status") != "running":
+        return Presence.NOT_READY
+    health = (state.get("Health") or {}).get("Status")
+    return Presence.NOT_READY if health in ("starting", "unhealthy") else Presence.RUNNING
+
+
+def _state_detail(state: Mapping[str, Any]) -> str | None:
+    status = state.get("Status")
+    if status == "running":
+        return None
+    return f"container {status}, exit code {state.get('ExitCode')}" + (
+        f": {state['Error']}" if state.get("Error") else "")
+
+
+def deploy_env(env: Sequence[str]) -> dict[str, str]:
+    pairs = (item.split("=", 1) for item in env if "=" in item)
+    return {k: v for k, v in pairs if k.startswith(DEPLOY_ENV_PREFIX)}
+
+
+def image_labels(shell: HostShell, image: str) -> dict[str, str]:
+    """The image's `unidesk.ai/*` labels (V1); {} when the image is gone."""
+    found = image_info(shell, image)
+    labels = ((found or {}).get("Config") or {}).get("Labels") or {}
+    return {k: v for k, v in labels.items() if k.startswith(V1_PREFIX)}
+
+
+def image_info(shell: HostShell, image: str) -> Mapping[str, Any] | None:
+    """`docker image inspect` of a name or id, or None when the engine does not have it."""
+    client = shell.docker()
+    try:
+        return docker_call(shell, f"inspect image {image}", client.api.inspect_image, image)  # type: ignore[no-any-return]
+    except docker.errors.ImageNotFound:
+        return None
+    except docker.errors.NotFound:
+        return None
+
+
+# -- health, read on the host
+
+
+def read_health(shell: HostShell, port: int, path: str, timeout: float = 3.0) -> HealthState:
+    answer = shell.http_get(f"http://127.0.0.1:{port}{path}", timeout=timeout)
+    if answer.status is None:
+        return HealthState(reachable=False, error=answer.error)
+    return parse_health(answer.status, answer.body)
+
+
+def parse_health(status: int, body: bytes) -> HealthState:
+    """`{"deploy": {"repo", "commit", "requestedCommit"}, "auth": {flag: bool}}` into HealthState."""
+    try:
+        doc = json.loads(body)
+    except ValueError:
+        return HealthState(reachable=True, status=status, error=f"health body is not JSON: {body[:80]!r}")
+    if not isinstance(doc, dict):
+        return HealthState(reachable=True, status=status, error="health body is not a JSON object")
+    deploy = doc.get("deploy")
+    if not isinstance(deploy, dict):
+        deploy = {}
+    auth = doc.get("auth")
+    flags = {k: v for k, v in auth.items() if isinstance(v, bool)} if isinstance(auth, dict) else None
+    return HealthState(
+        reachable=True, status=status,
+        deploy_repo=deploy.get("repo") or None, deploy_commit=deploy.get("commit") or None,
+        deploy_requested_commit=deploy.get("requestedCommit") or None, auth=flags,
+        error=None if 200 <= status < 300 else f"health answered HTTP {status}")
+
+
+# -- secrets (P7): names and lengths, never values
+
+
+def secret_key_lengths(shell: HostShell, path: str) -> dict[str, int] | None:
+    """Key -> value length of a KEY=VALUE file on the host; None when the file does not exist."""
+    result = shell.run(_KEY_LENGTHS, path, timeout=30)
+    if result.returncode == 3:
+        return None
+    if not result.ok:
+        raise ProviderUnreachable(f"cannot read secret key names from {path} on {shell.where}: "
+                                  f"exit {result.returncode}", path=shell.host_id)
+    lengths: dict[str, int] = {}
+    for line in result.stdout.splitlines():
+        key, _, length = line.partition("\t")
+        if key and length.isdigit():
+            lengths[key] = int(length)
+    return lengths
+
+
+def secret_presence(shell: HostShell, source: str, path: str, keys: Sequence[str]) -> dict[str, Any]:
+    lengths = secret_key_lengths(shell, path)
+    present = {k: lengths[k] for k in keys if lengths and lengths.get(k, 0) > 0}
+    missing = [k for k in keys if k not in present]
+    if lengths is None:
+        action = f"create {path} on {shell.host_id} with {', '.join(keys)}"
+    elif missing:
+        action = f"add {', '.join(missing)} to {path} on {shell.host_id}"
+    else:
+        action = "none"
+    return {"secretSource": source, "secretFile": path, "secretFileExists": lengths is not None,
+            "requiredSecretsPresent": not missing, "missingSecretKeys": missing,
+            "presentSecretKeyLengths": present, "recommendedAction": action}
+
+
+# -- files on the host
+
+
+def files_exist(shell: HostShell, paths: Sequence[str]) -> dict[str, bool]:
+    return shell.exists(paths)
+
+
+def env_lines_present(shell: HostShell, path: str, env: Mapping[str, str]) -> list[str]:
+    """The keys of `env` whose exact `KEY=value` line is missing from the file on the host."""
+    checks = " ".join(f"grep -qxF {shlex.quote(f'{k}={v}')} \"$1\" || echo {shlex.quote(k)};"
+                      for k, v in env.items())
+    result = shell.run(f'[ -f "$1" ] || {{ echo __nofile__; exit 0; }}; {checks}', path, timeout=30)
+    missing = result.stdout.split()
+    return list(env) if "__nofile__" in missing else missing

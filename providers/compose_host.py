@@ -1,0 +1,278 @@
+"""The compose-host provider: one config.json host running Docker + Compose, locally or over SSH.
+
+Readers live in `compose_facts`, executors in `compose_ops`, the host transport in `hostshell`;
+this module routes plan steps to them and owns verification (V4): a step has converged only when
+the running container's image labels, its stamped env and its health all report the requested
+commit. A healthy service running another commit fails verification.
+
+Layout on the host: `<composeRoot>/<project>/<compose file>`, `<composeRoot>/<project>/env/<service>.env`,
+secrets read from `<composeRoot>/<project>/<file>` named by `<host>:compose-env:<file>` (P7).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import attrs
+import docker.errors
+
+from engine.catalog import Catalog, ComposeTarget, Host
+from engine.errors import GitError, UsageError
+from engine.provider_api import (
+    ObserveRequest,
+    Presence,
+    ProviderUnreachable,
+    RuntimeState,
+    StepRequest,
+    StepResult,
+)
+from providers import compose_facts as facts
+from providers import compose_ops as ops
+from providers.git import GitProvider
+from providers.hostshell import HostShell, shell_for
+
+HEALTH_TIMEOUT = 20.0  # a just-recreated container needs a moment before its health answers
+GAVE_UP = ("container exited", "container dead")
+# Stamp steps of several services may run in parallel and read from the same git mirror cache; a
+# fetch into a bare mirror is not safe to run twice at once, so reads are serialized in-process.
+_GIT_LOCK = threading.Lock()
+
+
+@attrs.define
+class ComposeHostProvider:
+    host: Host
+    shell: HostShell
+    layout: ops.Layout
+    catalog: Catalog | None = None
+    git: GitProvider | None = None
+    _compose: list[str] | None = attrs.field(default=None, init=False)
+
+    name: ClassVar[str] = "compose-host"
+
+    @classmethod
+    def build(cls, host: Host | None, catalog: Catalog | None, *, git: GitProvider | None = None,
+              shell: HostShell | None = None) -> ComposeHostProvider:
+        if host is None:
+            raise UsageError("the compose-host provider needs a config.json host")
+        root = host.settings.get("composeRoot")
+        if not root:
+            raise UsageError(f"host {host.id} has no composeRoot in config.json", path=f"hosts.{host.id}")
+        return cls(host=host, shell=shell or shell_for(host), layout=ops.Layout(str(root)), catalog=catalog,
+                   git=git)
+
+    def close(self) -> None:
+        self.shell.close()
+
+    # -- readers
+
+    def observe(self, request: ObserveRequest) -> RuntimeState:
+        target: ComposeTarget = request.target
+        where = f"{self.host.id}:{target.project}/{target.service}"
+        try:
+            state = facts.runtime_state(self.shell, where, target.project, target.service)
+            if request.read_health and state.presence is not Presence.ABSENT:
+                state = attrs.evolve(state, health=facts.read_health(self.shell, target.health_port,
+                                                                     request.health_path))
+        except docker.errors.DockerException as exc:
+            raise ProviderUnreachable(f"Docker engine of {self.shell.where}: {exc}", path=self.host.id) from exc
+        return state
+
+    def secret_presence(self, source: str, keys: list[str], project: str) -> dict[str, Any]:
+        """P7: names, booleans and lengths of the required keys in the secret source; never values."""
+        return facts.secret_presence(self.shell, source, self.secret_path(source, project), keys)
+
+    def secret_path(self, source: str, project: str) -> str:
+        """`<host>:compose-env:<file>` -> `<composeRoot>/<project>/<file>` on this host."""
+        host, kind, filename = (source.split(":", 2) + ["", ""])[:3]
+        if host != self.host.id or kind != "compose-env" or not filename or "/" in filename:
+            raise UsageError(f"secret source {source!r} is not `{self.host.id}:compose-env:<file>`",
+                             path=source)
+        return f"{self.layout.project_dir(project)}/{filename}"
+
+    def secret_source_for(self, service_id: str, project: str) -> str | None:
+        """The catalog's secretSource for the service's environment that targets this host and project."""
+        service = self.catalog.microservices.get(service_id) if self.catalog else None
+        for env in (service.environments.values() if service else ()):
+            t = env.target
+            if env.runtime_secrets and t and t.host == self.host.id and t.compose and t.compose.project == project:
+                return env.runtime_secrets.secret_source
+        return None
+
+    # -- steps
+
+    def execute(self, request: StepRequest) -> StepResult:
+        p, dry = request.params, request.dry_run
+        try:
+            if request.kind == "transfer-image":
+                return ops.transfer_image(self.shell, p, dry)
+            if request.kind == "stamp":
+                return self._stamp(request)
+            if request.kind == "recreate":
+                return ops.recreate(self.shell, self.layout, p, self._compose_command(), dry)
+            if request.kind == "export-source":
+                return ops.export_source(self.shell, self.layout, p, request.service_id, dry)
+            if request.kind == "build-image":
+                return ops.build_image(self.shell, self.layout, p, request.service_id, dry)
+            if request.kind == "verify-live":
+                return self._verify_live(request, wait=not dry)
+        except docker.errors.DockerException as exc:
+            return StepResult(False, f"{request.kind} on {self.host.id}: Docker engine error: {exc}",
+                              {"kind": request.kind})
+        return StepResult(False, f"the compose-host provider does not execute {request.kind!r} steps",
+                          {"kind": request.kind})
+
+    def verify(self, request: StepRequest) -> StepResult:
+        """Whether the step converged; for verify-live (and recreate's service) the live V4 check."""
+        try:
+            if request.kind == "verify-live":
+                return self._verify_live(request, wait=True)
+            return self._converged(request)
+        except docker.errors.DockerException as exc:
+            return StepResult(False, f"verify {request.kind} on {self.host.id}: Docker engine error: {exc}",
+                              {"kind": request.kind})
+
+    # -- internals
+
+    def _compose_command(self) -> list[str]:
+        if self._compose is None:
+            self._compose = ops.compose_command(self.shell)
+        return self._compose
+
+    def _stamp(self, request: StepRequest) -> StepResult:
+        p = request.params
+        try:
+            with _GIT_LOCK:
+                self.git = self.git or GitProvider()
+                blob = self.git.read(str(p["manifestRemote"]), str(p["manifestCommit"]), str(p["file"]))
+        except GitError as exc:
+            return StepResult(False, f"cannot read {p['file']} at the manifest commit: {exc.message}",
+                              {"file": p["file"], "manifestCommit": p.get("manifestCommit")})
+        secret = None
+        if p.get("secretKeys"):
+            source = p.get("secretSource") or self.secret_source_for(request.service_id, str(p["project"]))
+            if source:
+                try:
+                    secret = (str(source), self.secret_path(str(source), str(p["project"])))
+                except UsageError as exc:
+                    return StepResult(False, exc.message, {"secretSource": source})
+        return ops.stamp(self.shell, self.layout, p, blob.data, blob.blob_sha, secret, request.dry_run)
+
+    def _verify_live(self, request: StepRequest, *, wait: bool) -> StepResult:
+        p = request.params
+        target = ComposeTarget(file=str(p.get("file")), project=str(p["project"]), service=str(p["service"]),
+                               image="", health_port=int(p["healthPort"]))
+        observe = ObserveRequest(request.service_id, target, str(p.get("healthPath") or "/health"), False)
+        deadline = time.monotonic() + (float(p.get("healthTimeoutSeconds", HEALTH_TIMEOUT)) if wait else 0.0)
+        while True:
+            state = self.observe(observe)
+            health = None
+            if state.presence is Presence.RUNNING:
+                health = facts.read_health(self.shell, target.health_port, observe.health_path)
+                state = attrs.evolve(state, health=health)
+            problems = live_mismatches(state, p)
+            answered = health is not None and health.reachable and health.error is None
+            gave_up = state.presence is Presence.ABSENT or (state.detail or "").startswith(GAVE_UP)
+            static = [m for m in problems if not m.startswith("health")]
+            if answered or static or gave_up or time.monotonic() >= deadline:
+                break
+            time.sleep(0.3)
+        result = _verdict(state, problems, p)
+        if request.dry_run:
+            return StepResult(True, f"would verify {state.target} reports {p['expectedCommit'][:12]} "
+                                    f"(now: {result.message})", {**result.facts, "currentlyConverged": result.ok})
+        return result
+
+    def _converged(self, request: StepRequest) -> StepResult:
+        p, kind = request.params, request.kind
+        if kind == "transfer-image":
+            source = facts.image_info(self.shell, str(p["image"]))
+            tags = [f"{p['localImage']}:{t}" for t in p.get("localTags") or ["latest"]]
+            wrong = [t for t in tags if source is None or (facts.image_info(self.shell, t) or {}).get("Id")
+                     != source.get("Id")]
+            return StepResult(not wrong, "local tags point at the artifact" if not wrong
+                              else f"not pointing at {p['image']}: {', '.join(wrong)}", {"tags": tags})
+        if kind == "stamp":
+            env_path = self.layout.env_file(str(p["project"]), str(p["service"]))
+            compose_path = self.layout.compose_path(str(p["project"]), str(p["file"]))
+            missing = facts.env_lines_present(self.shell, env_path, p.get("env") or {})
+            keys = facts.secret_key_lengths(self.shell, env_path) or {}
+            missing += [k for k in p.get("secretKeys") or [] if not keys.get(k)]
+            if not facts.files_exist(self.shell, [compose_path])[compose_path]:
+                missing.append(compose_path)
+            return StepResult(not missing, "stamped" if not missing else f"not stamped: {', '.join(missing)}",
+                              {"envFile": env_path, "missing": missing})
+        if kind == "recreate":
+            state = facts.runtime_state(self.shell, f"{self.host.id}:{p['project']}/{p['service']}",
+                                        str(p["project"]), str(p["service"]))
+            current = facts.image_info(self.shell, state.image) if state.image else None
+            ok = state.presence is Presence.RUNNING and current is not None and current.get("Id") == state.image_id
+            return StepResult(ok, f"{state.target} runs the current {state.image}" if ok
+                              else f"{state.target} is {state.presence.value} or runs an outdated {state.image}",
+                              {"identity": state.identity, "imageId": state.image_id})
+        if kind == "build-image":
+            labels = facts.image_labels(self.shell, str(p["image"]))
+            wrong = sorted(k for k, v in (p.get("labels") or {}).items() if labels.get(k) != v)
+            return StepResult(not wrong, "built" if not wrong else f"labels differ: {', '.join(wrong)}", {})
+        if kind == "export-source":
+            dest = self.layout.build_dir(p.get("project"), request.service_id, str(p["commit"]))
+            ok = facts.files_exist(self.shell, [dest])[dest]
+            return StepResult(ok, f"{dest} exists" if ok else f"{dest} is missing", {"buildDir": dest})
+        return StepResult(False, f"the compose-host provider cannot verify {kind!r} steps", {"kind": kind})
+
+
+def live_mismatches(state: RuntimeState, p: Mapping[str, Any]) -> list[str]:
+    """V4: every way the running service differs from the requested commit, named."""
+    if state.presence is Presence.ABSENT:
+        return [f"no container for {state.target}"]
+    expected = str(p["expectedCommit"])
+    problems: list[str] = []
+    if state.presence is not Presence.RUNNING:
+        problems.append(f"container is {state.presence.value}" + (f" ({state.detail})" if state.detail else ""))
+    for key, want in (p.get("expectedLabels") or {}).items():
+        got = state.labels.get(key)
+        if got != want:
+            problems.append(f"image label {key}: expected {want!r}, running {got!r}")
+    env_want = {"UNIDESK_DEPLOY_COMMIT": expected}
+    if p.get("expectedRequestedCommit"):
+        env_want["UNIDESK_DEPLOY_REQUESTED_COMMIT"] = str(p["expectedRequestedCommit"])
+    for key, want in env_want.items():
+        got = state.deploy_env.get(key)
+        if got != want:
+            problems.append(f"env {key}: expected {want!r}, running {got!r}")
+    health = state.health
+    if health is None or not health.reachable or health.error:
+        reason = "not read" if health is None else (health.error or "unreachable")
+        problems.append(f"health {p.get('healthPath') or '/health'} on port {p['healthPort']}: {reason}")
+        return problems
+    if health.deploy_commit != expected:
+        problems.append(f"health deploy.commit: expected {expected!r}, got {health.deploy_commit!r}")
+    if p.get("expectedRequestedCommit") and health.deploy_requested_commit != p["expectedRequestedCommit"]:
+        problems.append(f"health deploy.requestedCommit: expected {p['expectedRequestedCommit']!r}, "
+                        f"got {health.deploy_requested_commit!r}")
+    for flag in p.get("healthAuthFlags") or []:
+        value = (health.auth or {}).get(flag)
+        if value is not True:
+            problems.append(f"health auth.{flag} is {value!r}, expected true")
+    return problems
+
+
+def _verdict(state: RuntimeState, problems: list[str], p: Mapping[str, Any]) -> StepResult:
+    health = state.health
+    info: dict[str, Any] = {
+        "target": state.target, "presence": state.presence.value, "identity": state.identity,
+        "image": state.image, "imageId": state.image_id, "labels": dict(state.labels),
+        "deployEnv": dict(state.deploy_env), "expectedCommit": p["expectedCommit"], "mismatches": problems,
+        "health": None if health is None else {
+            "reachable": health.reachable, "status": health.status, "repo": health.deploy_repo,
+            "commit": health.deploy_commit, "requestedCommit": health.deploy_requested_commit,
+            "auth": dict(health.auth) if health.auth is not None else None, "error": health.error},
+    }
+    if problems:
+        return StepResult(False, f"{state.target} does not run {str(p['expectedCommit'])[:12]}: "
+                                 + "; ".join(problems), info)
+    return StepResult(True, f"{state.target} runs {str(p['expectedCommit'])[:12]} (labels, env and health agree)",
+                      info)
+

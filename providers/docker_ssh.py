@@ -1,0 +1,72 @@
+"""The docker SDK over SSH with an explicit key and known_hosts (paramiko, `docker system dial-stdio`).
+
+The SDK's own ssh:// transports cannot be given a key: `use_ssh_client=True` runs the `ssh` binary
+(its config decides the key), the paramiko one reads only ~/.ssh/config. This adapter is the SDK's
+paramiko transport with the key and host keys from config.json.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from typing import Any
+
+import docker
+import docker.errors
+import paramiko
+from docker import DockerClient
+from docker.transport import SSHHTTPAdapter
+
+from engine.provider_api import ProviderUnreachable
+
+
+def pin_host_keys(client: paramiko.SSHClient, known_hosts: str | None) -> None:
+    """Unknown host keys are refused: the configured known_hosts (else the user's) must list the host."""
+    if known_hosts:
+        client.load_host_keys(known_hosts)
+    else:
+        client.load_system_host_keys()
+    client.set_missing_host_key_policy(paramiko.RejectPolicy())
+
+
+class _KeyedSSHAdapter(SSHHTTPAdapter):  # type: ignore[misc]
+    """The SDK's paramiko transport (`docker system dial-stdio` on the host), given our key."""
+
+    def __init__(self, base_url: str, key_file: str | None, known_hosts: str | None, timeout: int) -> None:
+        self._key_file, self._known_hosts = key_file, known_hosts
+        super().__init__(base_url, timeout=timeout, max_pool_size=4, shell_out=False)
+
+    def _create_paramiko_client(self, base_url: str) -> None:
+        url = urllib.parse.urlparse(base_url)
+        self.ssh_client = paramiko.SSHClient()
+        self.ssh_params = {"hostname": url.hostname, "port": url.port or 22, "username": url.username,
+                           "look_for_keys": self._key_file is None, "allow_agent": False, "timeout": 10}
+        if self._key_file:
+            self.ssh_params["key_filename"] = self._key_file
+        pin_host_keys(self.ssh_client, self._known_hosts)
+
+    def get_connection(self, url: str, proxies: Any = None) -> Any:
+        # The SDK keys its connection pools by the full request URL, so every distinct endpoint holds
+        # one more SSH session open on the transport, until sshd's MaxSessions (10) refuses the next
+        # ("open failed: Connect failed"). One pool for the whole engine keeps it to max_pool_size.
+        # The pool also blocks instead of opening connections beyond its size, for the same reason.
+        pool = super().get_connection("http+docker://ssh", proxies)
+        pool.block = True
+        return pool
+
+
+def ssh_docker_client(url: str, key_file: str | None, known_hosts: str | None, host_id: str) -> DockerClient:
+    try:
+        # An explicit version keeps the constructor from connecting; the adapter is swapped in, then
+        # the API version is negotiated over it (as `version="auto"` would have done).
+        api = docker.APIClient(base_url=url, use_ssh_client=True, version="1.41", timeout=120)
+        adapter = _KeyedSSHAdapter(url, key_file, known_hosts, timeout=120)
+        api._custom_adapter = adapter
+        api.mount("http+docker://ssh", adapter)
+        api._version = api._retrieve_server_version()
+    except (OSError, paramiko.SSHException, docker.errors.DockerException) as exc:
+        raise ProviderUnreachable(f"cannot reach the Docker engine of {host_id} over {url}: {exc}",
+                                  path=host_id) from exc
+    client = DockerClient.__new__(DockerClient)
+    client.api = api
+    return client
+

@@ -1,0 +1,340 @@
+"""A host's shell and Docker engine, local (unix socket) or over SSH, behind one small interface.
+
+A Compose host in `config.json` is reached either through a local Docker socket
+(`docker.socket`) or over SSH (`docker.ssh` = {host, port, user, keyFile, knownHosts}). Both give:
+
+- `run(script)`: a POSIX `sh` script on the host, with the host's `DOCKER_HOST` (locally we set it
+  to the socket; over SSH the host's own session provides it);
+- `write_file(path, data)`, `exists(paths)`, `touch_missing(paths)`: files on the host (over SSH
+  through SFTP: the lab's sshd takes ~0.2 s per shell session, SFTP calls take a millisecond);
+- `http_get(url)`: an HTTP GET performed *on* the host (health ports bind the host's loopback);
+- `docker()`: a docker SDK client for that engine. Over SSH it uses paramiko with the configured
+  key and known_hosts (the SDK's own ssh:// transports read only ~/.ssh or the `ssh` binary's
+  config, so they cannot be given a key).
+
+Failures to reach the host raise `ProviderUnreachable` with the host id as the path.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import posixpath
+import shlex
+import subprocess
+import threading
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+import attrs
+import docker
+import docker.errors
+import paramiko
+from docker import DockerClient
+
+from engine.catalog import Host
+from engine.provider_api import ProviderUnreachable
+from providers.docker_ssh import pin_host_keys, ssh_docker_client
+
+COMMAND_TIMEOUT = 300.0
+# sshd refuses more than MaxSessions (default 10) channels on one connection ("Connect failed"):
+# concurrent commands on one host share a bounded number of session channels (SFTP takes one more).
+SSH_SESSIONS = 6
+
+# Prints "<status>\n<body>" for a GET on the host: curl, else python3.
+_HTTP_GET = r"""
+url=$1; t=$2
+if command -v curl >/dev/null 2>&1; then
+  body=$(mktemp) || exit 7
+  code=$(curl -sS -m "$t" -o "$body" -w '%{http_code}' "$url") || { rm -f "$body"; exit 7; }
+  printf '%s\n' "$code"; cat "$body"; rm -f "$body"
+else
+python3 - "$url" "$t" <<'PY'
+import sys, urllib.request, urllib.error
+try:
+    with urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2])) as r:
+        body, status = r.read(), r.status
+except urllib.error.HTTPError as e:
+    body, status = e.read(), e.code
+except Exception as e:
+    sys.stderr.write(str(getattr(e, "reason", e))); sys.exit(7)
+sys.stdout.write(str(status) + "\n"); sys.stdout.flush(); sys.stdout.buffer.write(body)
+PY
+fi
+"""
+
+
+@attrs.frozen
+class ShellResult:
+    command: str
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def ok(self) -> bool:
+        return self.returncode == 0
+
+    def tail(self, lines: int = 20) -> list[str]:
+        """The last lines of stdout+stderr, for StepResult facts (bounded)."""
+        text = (self.stdout + ("\n" if self.stdout and self.stderr else "") + self.stderr).strip()
+        return text.splitlines()[-lines:] if text else []
+
+
+@attrs.frozen
+class HttpAnswer:
+    status: int | None
+    body: bytes
+    error: str | None = None
+
+
+class HostShell(Protocol):
+    host_id: str
+
+    @property
+    def where(self) -> str:
+        """Human text naming the host and how it is reached: "D601 (unix:///...)"."""
+        ...
+
+    def run(self, script: str, *args: str, timeout: float = COMMAND_TIMEOUT) -> ShellResult: ...
+
+    def write_file(self, path: str, data: bytes, mode: int = 0o644) -> None: ...
+
+    def exists(self, paths: Sequence[str]) -> dict[str, bool]: ...
+
+    def touch_missing(self, paths: Sequence[str]) -> list[str]: ...
+
+    def http_get(self, url: str, timeout: float = 3.0) -> HttpAnswer: ...
+
+    def docker(self) -> DockerClient: ...
+
+    def close(self) -> None: ...
+
+
+def shell_for(host: Host) -> HostShell:
+    """The shell for a config.json host with `docker.socket` or `docker.ssh`."""
+    settings: Mapping[str, Any] = host.settings.get("docker") or {}
+    if settings.get("socket"):
+        return LocalShell(host.id, str(settings["socket"]))
+    if settings.get("ssh"):
+        s = settings["ssh"]
+        return SshShell(host.id, host=str(s["host"]), port=int(s.get("port", 22)), user=str(s.get("user", "root")),
+                        key_file=s.get("keyFile"), known_hosts=s.get("knownHosts"))
+    raise ProviderUnreachable(f"host {host.id} has neither docker.socket nor docker.ssh in config.json",
+                              path=host.id)
+
+
+def script_with_args(script: str, args: tuple[str, ...]) -> str:
+    """`sh -c` form: positional arguments are passed quoted, never interpolated into the script."""
+    return "sh -c " + shlex.quote(script) + " sh " + " ".join(shlex.quote(a) for a in args)
+
+
+@attrs.define
+class LocalShell:
+    """This machine, with DOCKER_HOST pointing at the host's engine socket."""
+
+    host_id: str
+    socket: str
+    _client: DockerClient | None = attrs.field(default=None, init=False)
+    _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
+
+    @property
+    def where(self) -> str:
+        return f"{self.host_id} ({self.socket})"
+
+    def run(self, script: str, *args: str, timeout: float = COMMAND_TIMEOUT) -> ShellResult:
+        env = {**os.environ, "DOCKER_HOST": self.socket}
+        try:
+            proc = subprocess.run(["sh", "-c", script, "sh", *args], env=env, capture_output=True, text=True,
+                                  timeout=timeout, check=False)
+        except subprocess.TimeoutExpired:
+            return ShellResult(script, 124, "", f"timed out after {timeout:.0f}s")
+        return ShellResult(script, proc.returncode, proc.stdout, proc.stderr)
+
+    def write_file(self, path: str, data: bytes, mode: int = 0o644) -> None:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        tmp = f"{path}.udeploy-tmp"
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "wb") as f:
+            f.write(data)
+        os.chmod(tmp, mode)
+        os.replace(tmp, path)
+
+    def exists(self, paths: Sequence[str]) -> dict[str, bool]:
+        return {p: os.path.exists(p) for p in paths}
+
+    def touch_missing(self, paths: Sequence[str]) -> list[str]:
+        """Create the files that do not exist yet (empty); returns those it created."""
+        created = [p for p in paths if not os.path.exists(p)]
+        for p in created:
+            os.makedirs(os.path.dirname(p), exist_ok=True)
+            open(p, "ab").close()
+        return created
+
+    def http_get(self, url: str, timeout: float = 3.0) -> HttpAnswer:
+        try:
+            with urllib.request.urlopen(url, timeout=timeout) as response:
+                return HttpAnswer(response.status, response.read())
+        except urllib.error.HTTPError as exc:
+            return HttpAnswer(exc.code, exc.read() or b"")
+        except (OSError, ValueError) as exc:
+            return HttpAnswer(None, b"", str(getattr(exc, "reason", exc)))
+
+    def docker(self) -> DockerClient:
+        with self._lock:
+            return self._docker()
+
+    def _docker(self) -> DockerClient:
+        if self._client is None:
+            try:
+                self._client = DockerClient(base_url=self.socket, timeout=120)
+            except docker.errors.DockerException as exc:
+                raise ProviderUnreachable(f"cannot reach the Docker engine of {self.where}: {exc}",
+                                          path=self.host_id) from exc
+        return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+
+
+@attrs.define
+class SshShell:
+    """A host reached over SSH with an explicit key and known_hosts (fabric for commands and files)."""
+
+    host_id: str
+    host: str
+    port: int
+    user: str
+    key_file: str | None
+    known_hosts: str | None
+    _connection: Any = attrs.field(default=None, init=False)
+    _sftp: Any = attrs.field(default=None, init=False)
+    _client: DockerClient | None = attrs.field(default=None, init=False)
+    # Steps of several services may run in parallel on one host: one lock guards the lazily opened
+    # connection, the SFTP client (not thread-safe) and the SDK client.
+    _lock: threading.RLock = attrs.field(factory=threading.RLock, init=False)
+    _sessions: threading.BoundedSemaphore = attrs.field(factory=lambda: threading.BoundedSemaphore(SSH_SESSIONS),
+                                                        init=False)
+
+    @property
+    def url(self) -> str:
+        return f"ssh://{self.user}@{self.host}:{self.port}"
+
+    @property
+    def where(self) -> str:
+        return f"{self.host_id} ({self.url})"
+
+    def connection(self) -> Any:
+        with self._lock:
+            return self._connect()
+
+    def _connect(self) -> Any:
+        if self._connection is None:
+            import fabric  # deferred: importing fabric costs ~0.3 s
+
+            connect_kwargs: dict[str, Any] = {"look_for_keys": self.key_file is None, "allow_agent": False}
+            if self.key_file:
+                connect_kwargs["key_filename"] = self.key_file
+            conn = fabric.Connection(self.host, user=self.user, port=self.port, connect_timeout=10,
+                                     connect_kwargs=connect_kwargs,
+                                     config=fabric.Config(ssh_config=paramiko.SSHConfig()))
+            pin_host_keys(conn.client, self.known_hosts)
+            try:
+                conn.open()
+            except (OSError, paramiko.SSHException) as exc:
+                raise ProviderUnreachable(f"cannot open SSH to {self.where}: {exc}", path=self.host_id) from exc
+            self._connection = conn
+        return self._connection
+
+    def run(self, script: str, *args: str, timeout: float = COMMAND_TIMEOUT) -> ShellResult:
+        from invoke.exceptions import CommandTimedOut
+
+        command = script_with_args(script, args)
+        try:
+            connection = self.connection()
+            with self._sessions:
+                result = connection.run(command, hide=True, warn=True, in_stream=False, timeout=timeout)
+        except CommandTimedOut:
+            return ShellResult(script, 124, "", f"timed out after {timeout:.0f}s")
+        except (OSError, paramiko.SSHException, EOFError) as exc:
+            self._drop()
+            raise ProviderUnreachable(f"SSH command on {self.where} failed: {exc}", path=self.host_id) from exc
+        return ShellResult(script, result.exited, result.stdout, result.stderr)
+
+    def sftp(self) -> Any:
+        """The connection's SFTP client (file operations cost no shell session: sshd sessions are slow)."""
+        with self._lock:
+            if self._sftp is None:
+                self._sftp = self._files(lambda: self.connection().sftp(), "open SFTP")
+            return self._sftp
+
+    def write_file(self, path: str, data: bytes, mode: int = 0o644) -> None:
+        sftp, tmp = self.sftp(), f"{path}.udeploy-tmp"
+
+        def write() -> None:
+            self._makedirs(posixpath.dirname(path))
+            sftp.putfo(io.BytesIO(data), tmp)
+            sftp.chmod(tmp, mode)
+            sftp.posix_rename(tmp, path)
+
+        self._files(write, f"write {path}")
+
+    def exists(self, paths: Sequence[str]) -> dict[str, bool]:
+        return {p: self._files(lambda p=p: self._stat(p), f"stat {p}") for p in paths}
+
+    def touch_missing(self, paths: Sequence[str]) -> list[str]:
+        created = [p for p, present in self.exists(paths).items() if not present]
+        for p in created:
+            self.write_file(p, b"")
+        return created
+
+    def _stat(self, path: str) -> bool:
+        try:
+            self.sftp().stat(path)
+        except FileNotFoundError:
+            return False
+        return True
+
+    def _makedirs(self, directory: str) -> None:
+        if not directory or directory == "/" or self._stat(directory):
+            return
+        self._makedirs(posixpath.dirname(directory))
+        self.sftp().mkdir(directory)
+
+    def _files(self, action: Any, what: str) -> Any:
+        try:
+            with self._lock:
+                return action()
+        except (OSError, paramiko.SSHException) as exc:
+            if not isinstance(exc, FileNotFoundError | PermissionError):
+                self._drop()  # the transport is suspect: reconnect next time
+            raise ProviderUnreachable(f"cannot {what} on {self.where}: {exc}", path=self.host_id) from exc
+
+    def http_get(self, url: str, timeout: float = 3.0) -> HttpAnswer:
+        result = self.run(_HTTP_GET, url, str(timeout), timeout=timeout + 10)
+        if not result.ok:
+            return HttpAnswer(None, b"", result.stderr.strip() or f"exit {result.returncode}")
+        status, _, body = result.stdout.partition("\n")
+        return HttpAnswer(int(status), body.encode())
+
+    def docker(self) -> DockerClient:
+        with self._lock:
+            if self._client is None:
+                self._client = ssh_docker_client(self.url, self.key_file, self.known_hosts, self.host_id)
+            return self._client
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
+        self._drop()
+
+    def _drop(self) -> None:
+        self._sftp = None
+        if self._connection is not None:
+            self._connection.close()
+            self._connection = None

@@ -1,0 +1,257 @@
+"""The k3s-native provider: one config.json host running native k3s (C2, E2-E5, V2, V4).
+
+The host names both transports explicitly (E2): `kubeconfig` (the official client is built from
+that file only: never `load_kube_config()`'s defaults, `$KUBECONFIG` or `~/.kube/config`) and
+`containerdSocket` (`ctr --address <socket> -n k8s.io`). A host missing either is refused when the
+provider is built.
+
+Readers live in `k3s_facts`, executors in `k3s_ops`, the E3-E5 checks in `k3s_checks`; this module
+routes plan steps and owns verification (V4): the Deployments carry the requested commit in their
+stamp annotations and env, and /health read through the Kubernetes API service proxy reports it as
+`deploy.commit` (and `deploy.requestedCommit`). A healthy service at another commit fails.
+
+Import (C2): the commit-pinned artifact is pulled from the registry by containerd itself
+(`ctr images pull`, `--plain-http` for a loopback registry), checked against the registry's
+manifest digest and tagged as the containerd-local name the pod template references
+(`unidesk-<id>:<commit>`, stored as `docker.io/library/...` as kubelet resolves it). That is what
+`docker save | ctr images import` would achieve, without a Docker engine or a tarball; nothing is
+built and nothing comes from the internet.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from typing import Any, ClassVar
+
+import attrs
+from kubernetes.client.rest import ApiException
+
+from engine.catalog import Catalog, Host, K3sTarget
+from engine.errors import GitError, ManifestInvalid, UsageError
+from engine.provider_api import (
+    ObserveRequest,
+    Presence,
+    ProviderUnreachable,
+    RuntimeState,
+    StepRequest,
+    StepResult,
+)
+from providers import k3s_checks as checks
+from providers import k3s_facts as facts
+from providers import k3s_ops as ops
+from providers.git import GitProvider
+from providers.registry import RegistryProvider
+
+HEALTH_TIMEOUT = 20.0  # a just-rolled-out pod may need a moment before its health answers
+DEFAULT_REGISTRY = "127.0.0.1:5000"
+_GIT_LOCK = threading.Lock()  # a fetch into one bare mirror must not run twice at once
+
+
+@attrs.define
+class K3sNativeProvider:
+    host: Host
+    kube: facts.Kube
+    ctr: facts.Ctr
+    registry: RegistryProvider
+    git: GitProvider | None = None
+
+    name: ClassVar[str] = "k3s-native"
+
+    @classmethod
+    def build(cls, host: Host | None, catalog: Catalog | None, *, git: GitProvider | None = None
+              ) -> K3sNativeProvider:
+        if host is None:
+            raise UsageError("the k3s-native provider needs a config.json host")
+        kubeconfig, socket = host.settings.get("kubeconfig"), host.settings.get("containerdSocket")
+        if not kubeconfig:
+            raise UsageError(f"host {host.id} has no explicit kubeconfig in config.json; k3s-native never uses "
+                             "the default context, $KUBECONFIG or ~/.kube/config (E2)",
+                             path=f"hosts.{host.id}.kubeconfig")
+        if not socket:
+            raise UsageError(f"host {host.id} has no explicit containerdSocket in config.json; k3s-native never "
+                             "uses a default containerd (E2)", path=f"hosts.{host.id}.containerdSocket")
+        registry = str(host.settings.get("registry") or (catalog.registry if catalog else DEFAULT_REGISTRY))
+        return cls(host=host, kube=facts.Kube(str(kubeconfig), host.settings.get("kubeContext"), host.id),
+                   ctr=facts.Ctr(str(socket), host.id), registry=RegistryProvider(registry=registry), git=git)
+
+    def close(self) -> None:
+        self.kube.close()
+
+    # -- readers
+
+    def observe(self, request: ObserveRequest) -> RuntimeState:
+        target: K3sTarget = request.target
+        try:
+            state = facts.runtime_state(self.kube, self.ctr, self.host.id, target)
+        except ApiException as exc:
+            raise ProviderUnreachable(f"{self.host.id}: reading {target.namespace}/{target.stamp_deployments[0]}: "
+                                      f"{facts.api_error(exc)}", path=self.host.id) from exc
+        if request.read_health and state.presence is not Presence.ABSENT:
+            health = facts.read_health(self.kube, target.namespace, target.health_service, target.health_port,
+                                       request.health_path)
+            state = attrs.evolve(state, health=health.state)
+        return state
+
+    def pause_image_check(self, image: str | None = None) -> dict[str, Any]:
+        """E3: the sandbox image (default: the host's `sandboxImage`) is present and genuine."""
+        return checks.pause_image_check(self.ctr, image or str(self.host.settings.get("sandboxImage")
+                                                              or checks.PAUSE_IMAGE))
+
+    def code_queue_image_gate(self, image: str = checks.CODE_QUEUE_IMAGE, namespace: str = checks.CODE_QUEUE_NAMESPACE,
+                              deployments: Sequence[str] = checks.CODE_QUEUE_DEPLOYMENTS) -> dict[str, Any]:
+        """E4: the Code Queue tag is in containerd and every listed Deployment references exactly it."""
+        return checks.code_queue_image_gate(self.kube, self.ctr, image, namespace, deployments)
+
+    def code_queue_diagnostics(self, namespace: str = checks.CODE_QUEUE_NAMESPACE,
+                               deployments: Sequence[str] = checks.CODE_QUEUE_DEPENDENCIES,
+                               scheduler_service: str = checks.CODE_QUEUE_SCHEDULER,
+                               scheduler_port: int | str | None = None, health_path: str = "/health"
+                               ) -> dict[str, Any]:
+        """E5: degraded/failing with a specific `degradedReason` (see providers.k3s_checks)."""
+        return checks.code_queue_diagnostics(self.kube, namespace, deployments, scheduler_service, scheduler_port,
+                                             health_path)
+
+    # -- steps
+
+    def execute(self, request: StepRequest) -> StepResult:
+        p, dry = request.params, request.dry_run
+        try:
+            if request.kind == "import-image":
+                return ops.import_image(self.ctr, self.registry, p, dry)
+            if request.kind == "apply-objects":
+                manifest = self._manifest(p)
+                return manifest if isinstance(manifest, StepResult) else ops.apply_objects(self.kube, manifest, p, dry)
+            if request.kind == "apply-prerequisite":
+                manifest = self._manifest(p)
+                return manifest if isinstance(manifest, StepResult) else ops.apply_prerequisite(self.kube, manifest,
+                                                                                                p, dry)
+            if request.kind == "stamp":
+                return ops.stamp(self.kube, p, dry)
+            if request.kind == "rollout":
+                return ops.rollout(self.kube, p, dry)
+            if request.kind == "verify-live":
+                return self._verify_live(request, wait=not dry)
+        except ProviderUnreachable as exc:
+            return StepResult(False, f"{request.kind} on {self.host.id}: {exc.message}", {"kind": request.kind})
+        except ApiException as exc:
+            return StepResult(False, f"{request.kind} on {self.host.id}: Kubernetes API error {facts.api_error(exc)}",
+                              {"kind": request.kind})
+        return StepResult(False, f"the k3s-native provider does not execute {request.kind!r} steps",
+                          {"kind": request.kind})
+
+    def verify(self, request: StepRequest) -> StepResult:
+        """Whether the step converged; for verify-live the live V4 check."""
+        try:
+            if request.kind == "verify-live":
+                return self._verify_live(request, wait=True)
+            return self._converged(request)
+        except ProviderUnreachable as exc:
+            return StepResult(False, f"verify {request.kind} on {self.host.id}: {exc.message}", {"kind": request.kind})
+        except ApiException as exc:
+            return StepResult(False, f"verify {request.kind} on {self.host.id}: {facts.api_error(exc)}",
+                              {"kind": request.kind})
+
+    # -- internals
+
+    def _manifest(self, p: Mapping[str, Any]) -> bytes | StepResult:
+        """The manifest at the plan's manifest commit, read from git objects (never a working tree)."""
+        try:
+            with _GIT_LOCK:
+                self.git = self.git or GitProvider()
+                return self.git.read(str(p["manifestRemote"]), str(p["manifestCommit"]), str(p["manifest"])).data
+        except GitError as exc:
+            return StepResult(False, f"cannot read {p['manifest']} at the manifest commit: {exc.message}",
+                              {"manifest": p["manifest"], "manifestCommit": p.get("manifestCommit")})
+
+    def _verify_live(self, request: StepRequest, *, wait: bool) -> StepResult:
+        p = request.params
+        namespace = str(p["namespace"])
+        names = [str(n) for n in p.get("deployments") or []]
+        expected = str(p["expectedCommit"])
+        want = {"UNIDESK_DEPLOY_COMMIT": expected}
+        if p.get("expectedRequestedCommit"):
+            want["UNIDESK_DEPLOY_REQUESTED_COMMIT"] = str(p["expectedRequestedCommit"])
+        deadline = time.monotonic() + (float(p.get("healthTimeoutSeconds") or HEALTH_TIMEOUT) if wait else 0.0)
+        while True:
+            static, transient, rolling, fatal = [], [], False, False
+            deps: dict[str, Any] = {}
+            for name in names:
+                dep = facts.read_deployment(self.kube, namespace, name)
+                if dep is None:
+                    static.append(f"Deployment {namespace}/{name} does not exist")
+                    continue
+                deps[name] = {"image": facts.first_container(dep).get("image"), "deployEnv": facts.deploy_env(dep),
+                              "identity": facts.template_identity(dep)}
+                static += ops.stamp_mismatches(dep, None, want)
+                status = facts.rollout_status(dep, facts.selected_pods(self.kube, dep))
+                if not status.ready:
+                    rolling, fatal = rolling or not status.fatal, fatal or bool(status.fatal)
+                    transient.append(f"{name} is not rolled out and ready: {'; '.join(status.problems)}")
+            health = facts.read_health(self.kube, namespace, str(p["healthService"]), p["healthPort"],
+                                       str(p.get("healthPath") or "/health"))
+            h = health.state
+            answered = h.reachable and h.error is None
+            if not answered:
+                transient.append(f"health {p['healthService']}:{p['healthPort']}{p.get('healthPath') or '/health'} "
+                                 f"through the service proxy: {h.error or 'unreachable'}")
+            else:
+                if h.deploy_commit != expected:
+                    transient.append(f"health deploy.commit: expected {expected!r}, got {h.deploy_commit!r}")
+                if want.get("UNIDESK_DEPLOY_REQUESTED_COMMIT") and \
+                        h.deploy_requested_commit != want["UNIDESK_DEPLOY_REQUESTED_COMMIT"]:
+                    transient.append(f"health deploy.requestedCommit: expected "
+                                     f"{want['UNIDESK_DEPLOY_REQUESTED_COMMIT']!r}, got {h.deploy_requested_commit!r}")
+            problems = static + transient
+            # An answer from a settled rollout is final: a healthy old service fails now, not later.
+            if not problems or static or fatal or (answered and not rolling) or time.monotonic() >= deadline:
+                break
+            time.sleep(0.3)
+        info = {"namespace": namespace, "deployments": deps, "expectedCommit": expected, "mismatches": problems,
+                "health": {"reachable": h.reachable, "status": h.status, "repo": h.deploy_repo,
+                           "commit": h.deploy_commit, "requestedCommit": h.deploy_requested_commit,
+                           "error": h.error}}
+        where = f"{self.host.id}:{namespace}/{','.join(names)}"
+        if request.dry_run:
+            now = "converged" if not problems else "; ".join(problems)
+            return StepResult(True, f"would verify {where} reports {expected[:12]} (now: {now})",
+                              {**info, "currentlyConverged": not problems})
+        if problems:
+            return StepResult(False, f"{where} does not run {expected[:12]}: " + "; ".join(problems), info)
+        return StepResult(True, f"{where} runs {expected[:12]} (annotations, env and service-proxy health agree)",
+                          info)
+
+    def _converged(self, request: StepRequest) -> StepResult:
+        p, kind = request.params, request.kind
+        if kind == "import-image":
+            artifact = self.registry.head(str(p["image"]))
+            stored = self.ctr.find(str(p["localImage"]))
+            ok = stored is not None and (artifact.digest is None or stored.digest == artifact.digest)
+            return StepResult(ok, f"{p['localImage']} is in containerd at {stored.digest if stored else None}",
+                              {"digest": stored.digest if stored else None, "registryDigest": artifact.digest})
+        if kind in ("apply-objects", "apply-prerequisite"):
+            manifest = self._manifest(p)
+            if isinstance(manifest, StepResult):
+                return manifest
+            try:
+                return ops.objects_present(self.kube, manifest, p, only_listed=kind == "apply-objects")
+            except ManifestInvalid as exc:
+                return StepResult(False, exc.message, {"manifest": p["manifest"]})
+        if kind == "stamp":
+            problems: list[str] = []
+            for name in p.get("deployments") or []:
+                dep = facts.read_deployment(self.kube, str(p["namespace"]), str(name))
+                problems += [f"Deployment {name} does not exist"] if dep is None else \
+                    ops.stamp_mismatches(dep, str(p["image"]), p.get("annotations") or {})
+            return StepResult(not problems, "stamped" if not problems else "not stamped: " + "; ".join(problems),
+                              {"mismatches": problems})
+        if kind == "rollout":
+            pending = []
+            for name in p.get("deployments") or []:
+                dep = facts.read_deployment(self.kube, str(p["namespace"]), str(name))
+                if dep is None or not facts.rollout_status(dep, facts.selected_pods(self.kube, dep)).complete:
+                    pending.append(str(name))
+            return StepResult(not pending, "rolled out" if not pending else f"not rolled out: {', '.join(pending)}",
+                              {"pending": pending})
+        return StepResult(False, f"the k3s-native provider cannot verify {kind!r} steps", {"kind": kind})

@@ -1,0 +1,242 @@
+"""The registry provider: an OCI distribution (v2) registry read over plain HTTP(S).
+
+No Docker daemon is involved. One artifact costs at most one manifest request and one config blob
+request (an image index costs one more manifest request to reach the platform manifest); layers
+are never downloaded. Every answer is a value: an unreachable registry is
+`ArtifactState(reachable=False, error=...)`, never an exception.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import urllib.error
+import urllib.request
+from collections.abc import Mapping
+from typing import Any, ClassVar
+
+import attrs
+
+from engine.catalog import Catalog, Host
+from engine.provider_api import ArtifactState, ObserveRequest, ProviderUnreachable, StepRequest, StepResult
+
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+ACCEPT = ", ".join((OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST))
+INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
+PLATFORM = ("linux", "amd64")
+
+
+@attrs.frozen
+class ImageRef:
+    """`<registry>/<repository>(:<tag>|@<digest>)`, split the way the distribution API needs it."""
+
+    registry: str
+    repository: str
+    reference: str  # a tag or a digest
+
+    @classmethod
+    def parse(cls, image: str, default_registry: str) -> ImageRef:
+        name, digest = image.split("@", 1) if "@" in image else (image, None)
+        first, _, rest = name.partition("/")
+        if rest and ("." in first or ":" in first or first == "localhost"):
+            registry, path = first, rest
+        else:
+            registry, path = default_registry, name
+        if digest is None:
+            slash = path.rfind("/")
+            colon = path.rfind(":")
+            path, reference = (path[:colon], path[colon + 1:]) if colon > slash else (path, "latest")
+        else:
+            reference = digest
+        return cls(registry=registry, repository=path, reference=reference)
+
+
+@attrs.frozen
+class _Response:
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+
+class _HttpError(Exception):
+    """The registry answered, with a status the caller did not expect."""
+
+    def __init__(self, status: int, url: str, body: bytes) -> None:
+        super().__init__(f"HTTP {status} from {url}: {body[:200].decode(errors='replace').strip()}")
+        self.status = status
+
+
+def base_url(registry: str) -> str:
+    """`http://` for loopback and explicit-scheme-less lab registries, `https://` otherwise."""
+    if registry.startswith(("http://", "https://")):
+        return registry.rstrip("/")
+    host = registry.split(":")[0]
+    plain = host in ("localhost", "::1") or host.startswith("127.")
+    return ("http://" if plain else "https://") + registry
+
+
+@attrs.define
+class RegistryProvider:
+    """Reads manifests, config labels, the catalog and `/v2/` of one default registry."""
+
+    registry: str  # host[:port] (or a URL) of the default registry, e.g. "127.0.0.1:5000"
+    timeout: float = 10.0
+    _cache: dict[str, ArtifactState] = attrs.field(factory=dict, init=False)
+
+    name: ClassVar[str] = "registry"
+
+    @classmethod
+    def build(cls, host: Host | None, catalog: Catalog) -> RegistryProvider:
+        settings = host.settings if host else {}
+        return cls(registry=str(settings.get("registry", catalog.registry)))
+
+    # -- readers
+
+    def artifact(self, image: str, *, refresh: bool = False) -> ArtifactState:
+        """The image's digest and config labels; absent is `exists=False`, down is `reachable=False`."""
+        if not refresh and image in self._cache:
+            return self._cache[image]
+        state = self._read_artifact(image)
+        if state.reachable:
+            self._cache[image] = state
+        return state
+
+    def head(self, image: str) -> ArtifactState:
+        """Existence and digest only: one HEAD of the manifest (`Docker-Content-Digest`), no labels."""
+        ref = ImageRef.parse(image, self.registry)
+        url = f"{base_url(ref.registry)}/v2/{ref.repository}/manifests/{ref.reference}"
+        try:
+            response = self._request("HEAD", url, accept=ACCEPT)
+        except _HttpError as exc:
+            return ArtifactState(image=image, exists=False, error=None if exc.status == 404 else str(exc))
+        except OSError as exc:
+            return ArtifactState(image=image, exists=False, reachable=False, error=_reason(exc, url))
+        return ArtifactState(image=image, exists=True, digest=response.headers.get("Docker-Content-Digest"))
+
+    def health(self) -> bool:
+        """GET /v2/ answers (200, or 401 from a registry that wants a token)."""
+        try:
+            self._request("GET", f"{base_url(self.registry)}/v2/")
+        except _HttpError as exc:
+            return exc.status == 401
+        except OSError:
+            return False
+        return True
+
+    def catalog(self) -> list[str]:
+        """Repository names (GET /v2/_catalog, following `Link` pagination)."""
+        root = base_url(self.registry)
+        url: str | None = f"{root}/v2/_catalog?n=1000"
+        names: list[str] = []
+        while url:
+            try:
+                response = self._request("GET", url)
+            except (OSError, _HttpError) as exc:
+                raise ProviderUnreachable(f"registry catalog {url}: {exc}", path=url) from exc
+            names += json.loads(response.body).get("repositories") or []
+            url = _next_link(root, response.headers.get("Link"))
+        return names
+
+    def observe(self, request: ObserveRequest) -> ArtifactState:
+        """`request.target` is an image reference; the answer is an ArtifactState, not a RuntimeState."""
+        return self.artifact(str(request.target))
+
+    # -- steps
+
+    def verify(self, request: StepRequest) -> StepResult:
+        """verify-artifact: the image exists and carries every expected label."""
+        image = str(request.params["image"])
+        expected: Mapping[str, str] = request.params.get("expectedLabels") or {}
+        state = self.artifact(image)
+        facts: dict[str, Any] = {"image": image, "exists": state.exists, "digest": state.digest,
+                                 "reachable": state.reachable, "labels": dict(state.labels)}
+        if not state.reachable:
+            return StepResult(False, f"registry unreachable for {image}: {state.error}", facts)
+        if not state.exists:
+            detail = f" ({state.error})" if state.error else ""
+            return StepResult(False, f"artifact {image} does not exist in the registry{detail}", facts)
+        mismatches = [_label_mismatch(key, want, state.labels.get(key)) for key, want in expected.items()
+                      if state.labels.get(key) != want]
+        facts["mismatches"] = mismatches
+        if mismatches:
+            return StepResult(False, f"artifact {image} labels do not match: " + "; ".join(mismatches), facts)
+        return StepResult(True, f"artifact {image} exists ({state.digest}) with the expected labels", facts)
+
+    def execute(self, request: StepRequest) -> StepResult:
+        if request.kind != "verify-artifact":
+            return StepResult(False, f"the registry provider does not execute {request.kind!r} steps",
+                              {"kind": request.kind})
+        return self.verify(request)
+
+    # -- internals
+
+    def _read_artifact(self, image: str) -> ArtifactState:
+        ref = ImageRef.parse(image, self.registry)
+        root = f"{base_url(ref.registry)}/v2/{ref.repository}"
+        try:
+            manifest = self._request("GET", f"{root}/manifests/{ref.reference}", accept=ACCEPT)
+        except _HttpError as exc:
+            if exc.status == 404:
+                return ArtifactState(image=image, exists=False)
+            return ArtifactState(image=image, exists=False, error=str(exc))
+        except OSError as exc:
+            return ArtifactState(image=image, exists=False, reachable=False, error=_reason(exc, root))
+        digest = manifest.headers.get("Docker-Content-Digest") or _sha256(manifest.body)
+        try:
+            labels = self._labels(root, manifest)
+        except _HttpError as exc:
+            return ArtifactState(image=image, exists=True, digest=digest, error=str(exc))
+        except (OSError, ValueError, KeyError) as exc:
+            return ArtifactState(image=image, exists=True, digest=digest, error=_reason(exc, root))
+        return ArtifactState(image=image, exists=True, digest=digest, labels=labels)
+
+    def _labels(self, root: str, manifest: _Response) -> dict[str, str]:
+        doc = json.loads(manifest.body)
+        media = doc.get("mediaType") or manifest.headers.get("Content-Type", "")
+        if media in INDEX_TYPES or "manifests" in doc:
+            child = _pick_platform(doc["manifests"])
+            doc = json.loads(self._request("GET", f"{root}/manifests/{child}", accept=ACCEPT).body)
+        config_digest = doc["config"]["digest"]
+        config = json.loads(self._request("GET", f"{root}/blobs/{config_digest}").body)
+        return dict((config.get("config") or {}).get("Labels") or {})
+
+    def _request(self, method: str, url: str, *, accept: str | None = None) -> _Response:
+        request = urllib.request.Request(url, method=method, headers={"Accept": accept} if accept else {})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                return _Response(response.status, dict(response.headers.items()), response.read())
+        except urllib.error.HTTPError as exc:
+            raise _HttpError(exc.code, url, exc.read() or b"") from None
+
+
+def _pick_platform(manifests: list[Mapping[str, Any]]) -> str:
+    for entry in manifests:
+        platform = entry.get("platform") or {}
+        if (platform.get("os"), platform.get("architecture")) == PLATFORM:
+            return str(entry["digest"])
+    if not manifests:
+        raise ValueError("image index lists no manifests")
+    return str(manifests[0]["digest"])
+
+
+def _label_mismatch(key: str, want: str, got: str | None) -> str:
+    return f"{key}: expected {want!r}, found {'no label' if got is None else repr(got)}"
+
+
+def _next_link(root: str, link: str | None) -> str | None:
+    if not link or 'rel="next"' not in link:
+        return None
+    target = link.split(";")[0].strip().strip("<>")
+    return target if target.startswith("http") else root + target
+
+
+def _reason(exc: BaseException, where: str) -> str:
+    reason = getattr(exc, "reason", None) or exc
+    return f"{where}: {reason}"
+
+
+def _sha256(body: bytes) -> str:
+    return "sha256:" + hashlib.sha256(body).hexdigest()
