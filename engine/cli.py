@@ -171,6 +171,8 @@ def list_guardrails() -> None:
 # Command modules register on the shared app when imported.
 import engine.cli_apply  # noqa: E402,F401
 import engine.cli_artifact  # noqa: E402,F401
+import engine.cli_guard  # noqa: E402,F401
+import engine.cli_validate  # noqa: E402,F401
 
 
 def main() -> None:

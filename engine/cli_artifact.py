@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from engine import artifact
+from engine import artifact, upstream
 from engine.cli_common import RefOpt, RepoOpt, app, emit, guarded, progress
 from engine.errors import ExitCode
 from engine.source import DEFAULT_REF
@@ -44,5 +44,22 @@ def status(repo: RepoOpt = Path("."), ref: RefOpt = DEFAULT_REF) -> None:
         result = artifact.status(repo, ref=ref)
         emit(result)
         return int(ExitCode.ERROR) if result["status"] == "infra-blocked" else int(ExitCode.OK)
+
+    guarded(run)
+
+
+@artifact_app.command("mirror")
+def mirror(
+    artifact_id: Annotated[str, typer.Option("--artifact", help="The CI.json upstream-image artifact id.")],
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Verify only: mirror nothing.")] = False,
+    repo: RepoOpt = Path("."), ref: RefOpt = DEFAULT_REF,
+) -> None:
+    """Verify that the upstream registry serves the pinned digest, then mirror it to
+    <registry>/upstream/... (P10). Unreachable upstream: pending-network-verification."""
+
+    def run() -> int:
+        result = upstream.mirror(repo, artifact_id, dry_run=dry_run, ref=ref)
+        emit(result)
+        return int(ExitCode.OK) if result["status"] in ("mirrored", "would-mirror") else int(ExitCode.ERROR)
 
     guarded(run)

@@ -119,7 +119,7 @@ def run_db_guard(m: Loaded) -> tuple[dict[str, Any], list[Diagnostic]]:
             except subprocess.TimeoutExpired:
                 code, output = None, "timed out after 10s"
             runs.append({"databaseUrl": _redact(url), "expect": "accept" if should_pass else "reject",
-                         "exitCode": code, "accepted": code == 0, "output": output[-500:]})
+                         "exitCode": code, "accepted": code == 0, "output": _redact(output)[-500:]})
             if (code == 0) != should_pass:
                 verb = "rejected the dev" if should_pass else "accepted the production-looking"
                 findings.append(finding(f"{DB_GUARD[1]} {verb} DATABASE_URL {_redact(url)}"))

@@ -57,7 +57,7 @@ def detect_drift(runtime: RuntimeState) -> str | None:
 
 
 def decide(d: DesiredService, path: str, *, runtime: RuntimeState | None, artifact: ArtifactState | None,
-           secrets_present: bool | None, forced: bool) -> Decision:
+           secrets_present: bool | None, forced: bool, upstream: UpstreamCheck | None = None) -> Decision:
     ms, env = d.microservice, d.environment
     if path == "unsupported":
         return Decision(Action.UNSUPPORTED, _unsupported_reason(d))
@@ -72,8 +72,9 @@ def decide(d: DesiredService, path: str, *, runtime: RuntimeState | None, artifa
         return Decision(Action.GATED, f"{env.live_apply.reason}; would {would.action.value}: {would.reason}",
                         blocked_reason=env.live_apply.reason, drift=would.drift)
     if ms.source_kind is SourceKind.UPSTREAM_IMAGE:
-        return Decision(Action.BLOCKED, "upstream image: a digest pin is required before rollout (P10)",
-                        blocked_reason="digest-pin-required")
+        stop = _upstream_stop(upstream)
+        if stop is not None:
+            return stop
     if artifact is not None and not artifact.reachable:
         return Decision(Action.BLOCKED, f"registry unreachable: {artifact.error}", blocked_reason="infra-blocked")
     if artifact is not None and not artifact.exists:
@@ -84,6 +85,29 @@ def decide(d: DesiredService, path: str, *, runtime: RuntimeState | None, artifa
         return Decision(Action.GATED, "runtime secrets missing from the secret source (P7)",
                         blocked_reason="runtime-secrets-missing", drift=would.drift)
     return would
+
+
+@attrs.frozen
+class UpstreamCheck:
+    """P10 facts for one upstream-image service: the pin, and what the plan saw (None: not refreshed)."""
+
+    artifact_id: str
+    pin: str | None
+    mirrored: bool | None
+    upstream_reachable: bool | None
+
+
+def _upstream_stop(u: UpstreamCheck | None) -> Decision | None:
+    if u is None or u.pin is None:
+        return Decision(Action.BLOCKED, "upstream image: a digest pin is required before rollout (P10)",
+                        blocked_reason="digest-pin-required")
+    if u.mirrored is None or u.mirrored:
+        return None  # not refreshed, or the verified mirror holds the pinned digest: pull-only by digest
+    if u.upstream_reachable is False:
+        return Decision(Action.BLOCKED, "the upstream registry is unreachable, so the pinned digest cannot be "
+                        "verified or mirrored (P10)", blocked_reason="pending-network-verification")
+    return Decision(Action.BLOCKED, f"the pinned digest is not mirrored yet: run `udeploy artifact mirror --artifact "
+                    f"{u.artifact_id}` (verifies the digest upstream first)", blocked_reason="mirror-missing")
 
 
 def _unsupported_reason(d: DesiredService) -> str:

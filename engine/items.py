@@ -11,6 +11,7 @@ from typing import Any
 from engine.catalog import Catalog, EnvironmentSettings, LiveApplyMode, SourceKind
 from engine.desired import DesiredService
 from engine.provider_api import ArtifactState
+from engine.upstream import for_service
 
 # What an artifact consumer must never do at deploy time (C4, E2), listed in every item.
 FORBIDDEN_ACTIONS = (
@@ -46,7 +47,7 @@ def build_item(d: DesiredService, catalog: Catalog, settings: EnvironmentSetting
         "deploymentPath": path,
         "artifactConsumer": {
             "consumerKind": consumer_kind,
-            "registryImage": catalog.registry_image(d.id, d.resolved_commit) if path == "artifact-consumer" else None,
+            "registryImage": _registry_image(d, catalog, path),
             "registry": {
                 "address": catalog.registry,
                 "repository": f"{catalog.repository_prefix}/{d.id}",
@@ -73,6 +74,9 @@ def build_item(d: DesiredService, catalog: Catalog, settings: EnvironmentSetting
             "secretSource": env.runtime_secrets.secret_source, "requiredSecretsPresent": None,
             "missingSecretKeys": None, "requiredSecretKeys": list(env.runtime_secrets.required_keys),
             "recommendedAction": "refresh the plan to read the secret source (names and lengths only)"}
+    upstream = upstream_block(d, catalog) if path == "upstream-image" else None
+    if upstream is not None:
+        item["artifactConsumer"]["upstream"] = upstream
     if env and env.boundary is not None:
         item["boundary"] = dict(env.boundary)
     if env and env.excluded_targets:
@@ -81,6 +85,22 @@ def build_item(d: DesiredService, catalog: Catalog, settings: EnvironmentSetting
         item["blockedReason"] = live.reason
         item["dryRunOnly"] = dry_run_only
     return item
+
+
+def _registry_image(d: DesiredService, catalog: Catalog, path: str) -> str | None:
+    if path == "artifact-consumer":
+        return catalog.registry_image(d.id, d.resolved_commit)
+    art = for_service(catalog, d.microservice) if path == "upstream-image" else None
+    return art.mirror_image if art else None
+
+
+def upstream_block(d: DesiredService, catalog: Catalog) -> dict[str, Any] | None:
+    art = for_service(catalog, d.microservice)
+    if art is None:
+        return None
+    return {"artifact": art.id, "upstreamImage": art.upstream_image, "upstreamSourceRevision": art.source_revision,
+            "digestPin": art.pin, "mirror": art.mirror, "pullBy": "mirror digest only",
+            "localImageIdIsAPin": False}
 
 
 def _target(d: DesiredService, settings: EnvironmentSettings | None, env_name: str | None,

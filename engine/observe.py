@@ -18,6 +18,7 @@ from engine.catalog import Catalog, ComposeTarget, Host, RuntimeSecretsPolicy
 from engine.desired import DesiredService, DesiredState
 from engine.items import deployment_path
 from engine.provider_api import ArtifactState, ObserveRequest, RuntimeState, provider_class
+from engine.upstream import UpstreamArtifact, UpstreamState, for_service, observe_upstream
 
 
 @attrs.frozen
@@ -25,6 +26,7 @@ class Observations:
     artifacts: Mapping[str, ArtifactState]
     runtime: Mapping[str, RuntimeState]
     secrets: Mapping[str, Mapping[str, Any]]  # service id -> redacted runtimeSecrets (P7)
+    upstream: Mapping[str, UpstreamState] = attrs.field(factory=dict)  # upstream-image services (P10)
 
 
 class ProviderPool:
@@ -65,6 +67,7 @@ def observe(state: DesiredState, pool: ProviderPool, *, parallelism: int = 10) -
     artifacts: dict[str, ArtifactState] = {}
     runtime: dict[str, RuntimeState] = {}
     secrets: dict[str, Mapping[str, Any]] = {}
+    upstream: dict[str, UpstreamState] = {}
     jobs: list[Callable[[], None]] = []
     for d in state.services:
         path = deployment_path(d)
@@ -73,6 +76,9 @@ def observe(state: DesiredState, pool: ProviderPool, *, parallelism: int = 10) -
         if path == "artifact-consumer":
             image = state.catalog.registry_image(d.id, d.resolved_commit)
             jobs.append(_job(artifacts, d.id, partial(_read_artifact, pool, image)))
+        art = for_service(state.catalog, d.microservice) if path == "upstream-image" else None
+        if art is not None:
+            jobs.append(_job(upstream, d.id, partial(_read_upstream, pool, art)))
         where = runtime_target(d)
         if where is not None:
             host_id, target = where
@@ -85,12 +91,16 @@ def observe(state: DesiredState, pool: ProviderPool, *, parallelism: int = 10) -
     with ThreadPoolExecutor(max_workers=max(1, parallelism)) as ex:
         for f in [ex.submit(j) for j in jobs]:
             f.result()  # re-raise the first provider error (ProviderUnreachable names the host)
-    return Observations(artifacts=artifacts, runtime=runtime, secrets=secrets)
+    return Observations(artifacts=artifacts, runtime=runtime, secrets=secrets, upstream=upstream)
 
 
 def _read_artifact(pool: ProviderPool, image: str) -> ArtifactState:
     state: ArtifactState = pool.get("registry", None).artifact(image)
     return state
+
+
+def _read_upstream(pool: ProviderPool, art: UpstreamArtifact) -> UpstreamState:
+    return observe_upstream(art, pool.get("registry", None))
 
 
 def _read_runtime(pool: ProviderPool, host_id: str, request: ObserveRequest) -> RuntimeState:

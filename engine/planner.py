@@ -11,7 +11,7 @@ import attrs
 
 from engine import __version__
 from engine.desired import DesiredService, DesiredState, Request, load_desired
-from engine.diff import Decision, decide
+from engine.diff import Decision, UpstreamCheck, decide
 from engine.guardrails import GuardContext, failing_services, run_all
 from engine.items import build_item, deployment_path
 from engine.k8s_manifest import K8sObject
@@ -20,6 +20,7 @@ from engine.plan import FORMAT_VERSION, Action, Node, Plan, ServiceChange
 from engine.provider_api import RuntimeState
 from engine.report import environment_json, manifest_json
 from engine.steps import Observed, build_graph, prerequisite_node, service_nodes
+from engine.upstream import for_service
 from providers.git import GitProvider
 
 
@@ -75,10 +76,19 @@ def _change(d: DesiredService, state: DesiredState, obs: Observations, options: 
     secrets = obs.secrets.get(d.id)
     decision = decide(d, path, runtime=obs.runtime.get(d.id), artifact=obs.artifacts.get(d.id),
                       secrets_present=secrets.get("requiredSecretsPresent") if secrets else None,
-                      forced=options.force)
+                      forced=options.force, upstream=_upstream_check(d, state, obs))
     item = build_item(d, state.catalog, state.settings, state.environment, artifact=obs.artifacts.get(d.id),
                       secrets=secrets)
     return d, decision, item
+
+
+def _upstream_check(d: DesiredService, state: DesiredState, obs: Observations) -> UpstreamCheck | None:
+    art = for_service(state.catalog, d.microservice)
+    if art is None:
+        return None
+    seen = obs.upstream.get(d.id)
+    return UpstreamCheck(artifact_id=art.id, pin=art.pin, mirrored=seen.mirrored if seen else None,
+                         upstream_reachable=seen.upstream_reachable if seen else None)
 
 
 def _assemble(state: DesiredState, changes: list[tuple[DesiredService, Decision, dict[str, Any]]],

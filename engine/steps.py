@@ -19,6 +19,7 @@ from engine.desired import DesiredService
 from engine.graph import Graph
 from engine.plan import Node, StepKind
 from engine.source import ManifestSource
+from engine.upstream import for_service
 
 
 @attrs.frozen
@@ -48,13 +49,23 @@ def service_nodes(d: DesiredService, catalog: Catalog, source: ManifestSource, o
         return _target_side_build(d, observed)
     target = env.target
     assert target is not None, "a deploying service has a target"
-    image = catalog.registry_image(d.id, d.resolved_commit)
-    first = Node(f"{d.id}/verify-artifact", StepKind.VERIFY_ARTIFACT, "registry", None, d.id,
-                 {"image": image, "expectedLabels": expected_labels(d)}, observed.artifact)
+    art = for_service(catalog, d.microservice)
+    if art is not None and art.mirror_image:  # P10: pull-only by the verified mirror digest
+        image, labels = art.mirror_image, art.expected_labels
+        check = {"image": image, "expectedLabels": labels, "expectedDigest": art.pin}
+    else:
+        image, labels = catalog.registry_image(d.id, d.resolved_commit), expected_labels(d)
+        check = {"image": image, "expectedLabels": labels}
+    first = Node(f"{d.id}/verify-artifact", StepKind.VERIFY_ARTIFACT, "registry", None, d.id, check,
+                 observed.artifact)
     if target.k3s:
         return [first] + _k3s_nodes(d, target, target.k3s, image, source, observed)
     assert target.compose is not None
-    return [first] + _compose_nodes(d, target, target.compose, image, source, observed)
+    nodes = _compose_nodes(d, target, target.compose, image, source, observed)
+    if art is not None:  # identity is the digest and the OCI labels, not the V1 labels of our own builds
+        last = nodes[-1]
+        nodes[-1] = attrs.evolve(last, params={**last.params, "expectedLabels": labels, "expectedDigest": art.pin})
+    return [first] + nodes
 
 
 def _compose_nodes(d: DesiredService, target: Target, c: ComposeTarget, image: str, source: ManifestSource,

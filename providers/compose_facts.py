@@ -22,7 +22,8 @@ from providers.hostshell import HostShell
 
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
-V1_PREFIX = "unidesk.ai/"
+# Identity labels a reader keeps: ours (V1) and the OCI ones an upstream image is checked by (P10).
+IDENTITY_PREFIXES = ("unidesk.ai/", "org.opencontainers.image.")
 DEPLOY_ENV_PREFIX = "UNIDESK_DEPLOY_"
 
 # Prints "<key>\t<length of value>" for every KEY=VALUE line of the file in $1; values never leave awk.
@@ -116,10 +117,10 @@ def deploy_env(env: Sequence[str]) -> dict[str, str]:
 
 
 def image_labels(shell: HostShell, image: str) -> dict[str, str]:
-    """The image's `unidesk.ai/*` labels (V1); {} when the image is gone."""
+    """The image's identity labels (`unidesk.ai/*`, V1; `org.opencontainers.image.*`, P10); {} when gone."""
     found = image_info(shell, image)
     labels = ((found or {}).get("Config") or {}).get("Labels") or {}
-    return {k: v for k, v in labels.items() if k.startswith(V1_PREFIX)}
+    return {k: v for k, v in labels.items() if k.startswith(IDENTITY_PREFIXES)}
 
 
 def image_info(shell: HostShell, image: str) -> Mapping[str, Any] | None:

@@ -172,7 +172,7 @@ class ComposeHostProvider:
             if state.presence is Presence.RUNNING:
                 health = facts.read_health(self.shell, target.health_port, observe.health_path)
                 state = attrs.evolve(state, health=health)
-            problems = live_mismatches(state, p)
+            problems = live_mismatches(state, p) + self._digest_mismatch(state, p)
             answered = health is not None and health.reachable and health.error is None
             gave_up = state.presence is Presence.ABSENT or (state.detail or "").startswith(GAVE_UP)
             static = [m for m in problems if not m.startswith("health")]
@@ -184,6 +184,16 @@ class ComposeHostProvider:
             return StepResult(True, f"would verify {state.target} reports {p['expectedCommit'][:12]} "
                                     f"(now: {result.message})", {**result.facts, "currentlyConverged": result.ok})
         return result
+
+    def _digest_mismatch(self, state: RuntimeState, p: Mapping[str, Any]) -> list[str]:
+        """P10: an upstream image is identified by its manifest digest, read from the running image."""
+        want = p.get("expectedDigest")
+        if not want or state.image_id is None:
+            return []
+        digests = (facts.image_info(self.shell, state.image_id) or {}).get("RepoDigests") or []
+        if any(str(d).endswith(f"@{want}") for d in digests):
+            return []
+        return [f"image digest: expected {want}, the running image has {', '.join(digests) or 'no registry digest'}"]
 
     def _converged(self, request: StepRequest) -> StepResult:
         p, kind = request.params, request.kind

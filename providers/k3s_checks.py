@@ -25,9 +25,10 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from providers import k3s_facts as facts
+from providers.k3s_containerd import Ctr, normalize_image
 
 PAUSE_IMAGE = "rancher/mirrored-pause:3.6"
 PAUSE_ENTRYPOINT = ["/pause"]
@@ -39,9 +40,9 @@ CODE_QUEUE_DEPENDENCIES = ("d601-provider-egress-proxy", "d601-tcp-egress-gatewa
 CODE_QUEUE_SCHEDULER = "code-queue"
 
 
-def pause_image_check(ctr: facts.Ctr, image: str = PAUSE_IMAGE) -> dict[str, Any]:
+def pause_image_check(ctr: Ctr, image: str = PAUSE_IMAGE) -> dict[str, Any]:
     """E3: present in the k3s containerd, and its declared entrypoint is `/pause`."""
-    out: dict[str, Any] = {"requirement": "E3", "image": image, "storedAs": facts.normalize_image(image),
+    out: dict[str, Any] = {"requirement": "E3", "image": image, "storedAs": normalize_image(image),
                            "present": False, "entrypoint": None, "cmd": None, "digest": None}
     stored = ctr.find(image)
     if stored is None:
@@ -60,7 +61,7 @@ def pause_image_check(ctr: facts.Ctr, image: str = PAUSE_IMAGE) -> dict[str, Any
     return {**out, "ok": True, "reason": None}
 
 
-def code_queue_image_gate(kube: facts.Kube, ctr: facts.Ctr, image: str = CODE_QUEUE_IMAGE,
+def code_queue_image_gate(kube: facts.Kube, ctr: Ctr, image: str = CODE_QUEUE_IMAGE,
                           namespace: str = CODE_QUEUE_NAMESPACE,
                           deployments: Sequence[str] = CODE_QUEUE_DEPLOYMENTS) -> dict[str, Any]:
     """E4: `image` is in the k3s containerd, and every Deployment references exactly it."""
@@ -68,7 +69,7 @@ def code_queue_image_gate(kube: facts.Kube, ctr: facts.Ctr, image: str = CODE_QU
     failures: list[str] = []
     if stored is None:
         failures.append(f"{image} is not in the {ctr.host_id} containerd (`ctr images ls` has no "
-                        f"{facts.normalize_image(image)})")
+                        f"{normalize_image(image)})")
     checked: dict[str, Any] = {}
     for name in deployments:
         dep = facts.read_deployment(kube, namespace, name)
@@ -137,14 +138,15 @@ def scheduler_reasons(doc: Mapping[str, Any], service: str) -> list[dict[str, An
     """The E5 failures a scheduler /health document reports (shape in the module docstring)."""
     out: list[dict[str, Any]] = []
     target = f"Service/{service}"
-    storage = doc.get("storage") if isinstance(doc.get("storage"), Mapping) else {}
+    storage: Mapping[str, Any] = doc["storage"] if isinstance(doc.get("storage"), Mapping) else {}
     if storage.get("lastError"):
         out.append({"reason": "storage-last-error", "target": target, "detail": str(storage["lastError"])})
-    route = storage.get("postgresRoute") if isinstance(storage.get("postgresRoute"), Mapping) else None
+    route: Mapping[str, Any] | None = storage["postgresRoute"] if isinstance(storage.get("postgresRoute"),
+                                                                              Mapping) else None
     if route is not None and route.get("ok") is False:
         out.append({"reason": "postgres-route-failure", "target": target,
                     "detail": f"PostgreSQL route {route.get('target', '?')}: {route.get('error') or 'failing'}"})
-    reconcile = doc.get("reconcile") if isinstance(doc.get("reconcile"), Mapping) else {}
+    reconcile: Mapping[str, Any] = doc["reconcile"] if isinstance(doc.get("reconcile"), Mapping) else {}
     recoverable, local = _count(reconcile.get("recoverableActiveTasks")), _count(reconcile.get("localRuns"))
     if recoverable > 0 and local == 0:
         out.append({"reason": "recoverable-active-without-local-run", "target": target,
@@ -171,7 +173,8 @@ def _dependency(kube: facts.Kube, namespace: str, name: str) -> dict[str, Any]:
         want = int(dep["spec"].get("replicas", 1))
         status = dep.get("status") or {}
         available = int(status.get("availableReplicas") or 0)
-        condition = next((c for c in status.get("conditions") or [] if c.get("type") == "Available"), {})
+        conditions = status.get("conditions") or []
+        condition: dict[str, Any] = next((c for c in conditions if c.get("type") == "Available"), {})
         state["available"] = want > 0 and available >= 1 and condition.get("status") == "True"
         state["detail"] = None if state["available"] else (
             f"{available} of {want} replicas available" + (f": {condition['message']}" if condition.get("message")

@@ -1,8 +1,9 @@
-"""Readers of native k3s (STYLE 5): the Kubernetes API and the k3s containerd. Nothing here changes anything.
+"""Readers of the Kubernetes API of native k3s (STYLE 5). Nothing here changes anything.
 
-Two transports, both explicit (E2): `Kube` is the official client built from the host's own
-kubeconfig file (never `$KUBECONFIG`, never `~/.kube/config`), spoken as plain JSON REST; `Ctr` is
-the `ctr` CLI on the host's containerd socket in namespace `k8s.io` (what kubelet uses).
+`Kube` is the official client built from the host's own kubeconfig file only (E2: never
+`$KUBECONFIG`, never `~/.kube/config`), spoken as plain JSON REST; the containerd side is in
+`k3s_containerd`. On top: what a Deployment says (image, stamp, rollout state, identity), health
+through the API server's service proxy, and the `RuntimeState` of one service.
 
 The stamp mapping (V2), one rule both ways: env `UNIDESK_DEPLOY_<KEY>` <-> pod-template annotation
 `unidesk.ai/deploy-<key>` (lower case, `_` -> `-`), e.g. `UNIDESK_DEPLOY_REQUESTED_COMMIT` <->
@@ -14,7 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -25,15 +25,14 @@ import attrs
 import urllib3
 from kubernetes import config as kube_config
 from kubernetes.client import ApiClient
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from engine.catalog import K3sTarget
 from engine.provider_api import HealthState, Presence, ProviderUnreachable, RuntimeState
+from providers.k3s_containerd import Ctr, image_facts
 
 DEPLOY_ENV_PREFIX = "UNIDESK_DEPLOY_"
 ANNOTATION_PREFIX = "unidesk.ai/deploy-"
-V1_PREFIX = "unidesk.ai/"
-K8S_NAMESPACE = "k8s.io"
 # Pod waiting reasons that no amount of waiting fixes during a deploy: the lab and k3s never pull
 # from the internet, so an image missing from containerd stays missing (E4's failure mode).
 FATAL_WAITING = ("ImagePullBackOff", "ErrImagePull", "ErrImageNeverPull", "InvalidImageName",
@@ -57,21 +56,6 @@ def key_for(annotation: str) -> str | None:
     if not annotation.startswith(ANNOTATION_PREFIX):
         return None
     return DEPLOY_ENV_PREFIX + annotation.removeprefix(ANNOTATION_PREFIX).upper().replace("-", "_")
-
-
-def normalize_image(ref: str) -> str:
-    """The name containerd (and kubelet) store for a Kubernetes image reference.
-
-    `app:abc` -> `docker.io/library/app:abc`, `org/app` -> `docker.io/org/app:latest`; references
-    with a registry host (`127.0.0.1:5000/x:y`, `localhost/x`) keep it.
-    """
-    name, at, digest = ref.partition("@")
-    first, slash, _ = name.partition("/")
-    if not slash or ("." not in first and ":" not in first and first != "localhost"):
-        name = f"docker.io/{name}" if slash else f"docker.io/library/{name}"
-    if not at and ":" not in name.rsplit("/", 1)[-1]:
-        name += ":latest"
-    return name + at + digest
 
 
 def object_path(api_version: str, kind: str, namespace: str | None, name: str | None = None) -> str:
@@ -104,8 +88,8 @@ class Kube:
                     raise ProviderUnreachable(f"{self.host_id}: kubeconfig {self.kubeconfig} does not exist",
                                               path=self.kubeconfig)
                 # Only this file: new_client_from_config never falls back to $KUBECONFIG or ~/.kube (E2).
-                self._api = kube_config.new_client_from_config(config_file=self.kubeconfig, context=self.context,
-                                                               persist_config=False)
+                self._api = kube_config.new_client_from_config(  # type: ignore[no-untyped-call]
+                    config_file=self.kubeconfig, context=self.context, persist_config=False)
             return self._api
 
     @property
@@ -114,7 +98,7 @@ class Kube:
 
     def close(self) -> None:
         if self._api is not None:
-            self._api.close()
+            self._api.close()  # type: ignore[no-untyped-call]
 
     def request(self, method: str, path: str, *, query: Sequence[tuple[str, str]] = (), body: Any = None,
                 content_type: str | None = None, timeout: float | None = None) -> Any:
@@ -135,7 +119,7 @@ class Kube:
         try:
             response = api.call_api(method, url, header_params=headers, body=body,
                                     _request_timeout=timeout or self.timeout)
-            response.read()
+            response.read()  # type: ignore[no-untyped-call]
         except (urllib3.exceptions.HTTPError, OSError) as exc:
             raise ProviderUnreachable(f"{self.host_id}: Kubernetes API {self.server} does not answer: {exc}",
                                       path=self.host_id) from exc
@@ -310,7 +294,7 @@ def parse_health(status: int, body: bytes) -> Health:
     if not isinstance(doc, dict):
         return Health(HealthState(reachable=True, status=status,
                                   error=f"health body is not a JSON object: {body[:80]!r}"), doc)
-    deploy = doc.get("deploy") if isinstance(doc.get("deploy"), dict) else {}
+    deploy: dict[str, Any] = doc["deploy"] if isinstance(doc.get("deploy"), dict) else {}
     auth = doc.get("auth")
     flags = {k: v for k, v in auth.items() if isinstance(v, bool)} if isinstance(auth, dict) else None
     return Health(HealthState(
@@ -325,83 +309,6 @@ def _json(body: Any) -> Any:
         return json.loads(body)
     except (ValueError, TypeError):
         return None
-
-
-# -- the k3s containerd
-
-
-@attrs.frozen
-class StoredImage:
-    ref: str  # the name containerd stores
-    media_type: str
-    digest: str  # of the manifest (or index) the name points at
-
-
-@attrs.define
-class Ctr:
-    """`ctr --address <socket> -n k8s.io ...`."""
-
-    address: str
-    host_id: str
-    namespace: str = K8S_NAMESPACE
-
-    def run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        try:
-            return subprocess.run(["ctr", "--address", self.address, "-n", self.namespace, *args],
-                                  capture_output=True, text=True, timeout=timeout, check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise ProviderUnreachable(f"{self.host_id}: ctr {args[0] if args else ''} on {self.address}: {exc}",
-                                      path=self.host_id) from exc
-
-    def checked(self, *args: str, timeout: float = 60) -> str:
-        done = self.run(*args, timeout=timeout)
-        if done.returncode != 0:
-            raise ProviderUnreachable(f"{self.host_id}: ctr {' '.join(args[:2])} on {self.address}: "
-                                      f"{(done.stderr or done.stdout).strip()}", path=self.host_id)
-        return done.stdout
-
-    def images(self) -> dict[str, StoredImage]:
-        """Every stored image name -> its manifest digest (`ctr images ls`)."""
-        out: dict[str, StoredImage] = {}
-        for line in self.checked("images", "ls").splitlines()[1:]:
-            cols = line.split()
-            if len(cols) >= 3:
-                out[cols[0]] = StoredImage(ref=cols[0], media_type=cols[1], digest=cols[2])
-        return out
-
-    def find(self, ref: str, images: Mapping[str, StoredImage] | None = None) -> StoredImage | None:
-        """The stored image a Kubernetes reference resolves to (as is, or normalized), or None."""
-        images = self.images() if images is None else images
-        return next((images[n] for n in (ref, normalize_image(ref)) if n in images), None)
-
-    def content(self, digest: str) -> Any:
-        return json.loads(self.checked("content", "get", digest))
-
-    def image_config(self, image: StoredImage) -> dict[str, Any]:
-        """The image config (Entrypoint, Cmd, Labels, ...) of a stored image, linux/amd64 of an index."""
-        manifest = self.content(image.digest)
-        if "manifests" in manifest:
-            entries = manifest["manifests"]
-            pick = next((m for m in entries if (m.get("platform") or {}).get("os") == "linux"
-                         and (m.get("platform") or {}).get("architecture") == "amd64"), entries[0] if entries else None)
-            if pick is None:
-                raise ProviderUnreachable(f"{image.ref}: image index lists no manifests", path=self.host_id)
-            manifest = self.content(pick["digest"])
-        config = self.content(manifest["config"]["digest"])
-        return {"digest": manifest["config"]["digest"], **(config.get("config") or {})}
-
-
-def image_facts(ctr: Ctr, ref: str) -> tuple[str | None, dict[str, str]]:
-    """(config digest, V1 labels) of the image a Deployment references, ({}, None) when absent."""
-    stored = ctr.find(ref)
-    if stored is None:
-        return None, {}
-    try:
-        config = ctr.image_config(stored)
-    except (ProviderUnreachable, KeyError, ValueError):
-        return None, {}  # content garbage-collected or unreadable: nothing to report, not an outage
-    labels = config.get("Labels") or {}
-    return config["digest"], {k: v for k, v in labels.items() if k.startswith(V1_PREFIX)}
 
 
 # -- the RuntimeState of one service

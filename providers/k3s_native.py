@@ -26,7 +26,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 import attrs
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from engine.catalog import Catalog, Host, K3sTarget
 from engine.errors import GitError, ManifestInvalid, UsageError
@@ -42,6 +42,7 @@ from providers import k3s_checks as checks
 from providers import k3s_facts as facts
 from providers import k3s_ops as ops
 from providers.git import GitProvider
+from providers.k3s_containerd import Ctr
 from providers.registry import RegistryProvider
 
 HEALTH_TIMEOUT = 20.0  # a just-rolled-out pod may need a moment before its health answers
@@ -53,7 +54,7 @@ _GIT_LOCK = threading.Lock()  # a fetch into one bare mirror must not run twice 
 class K3sNativeProvider:
     host: Host
     kube: facts.Kube
-    ctr: facts.Ctr
+    ctr: Ctr
     registry: RegistryProvider
     git: GitProvider | None = None
 
@@ -74,7 +75,7 @@ class K3sNativeProvider:
                              "uses a default containerd (E2)", path=f"hosts.{host.id}.containerdSocket")
         registry = str(host.settings.get("registry") or (catalog.registry if catalog else DEFAULT_REGISTRY))
         return cls(host=host, kube=facts.Kube(str(kubeconfig), host.settings.get("kubeContext"), host.id),
-                   ctr=facts.Ctr(str(socket), host.id), registry=RegistryProvider(registry=registry), git=git)
+                   ctr=Ctr(str(socket), host.id), registry=RegistryProvider(registry=registry), git=git)
 
     def close(self) -> None:
         self.kube.close()

@@ -19,13 +19,14 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from kubernetes.client.rest import ApiException
+from kubernetes.client.exceptions import ApiException
 
 from engine.errors import ManifestInvalid
 from engine.k8s_manifest import K8sObject, parse_manifest, select
 from engine.manifest_rules import check_exposure
 from engine.provider_api import StepResult
 from providers import k3s_facts as facts
+from providers.k3s_containerd import Ctr, normalize_image
 from providers.registry import ImageRef, RegistryProvider, base_url
 
 FIELD_MANAGER = "udeploy"
@@ -38,12 +39,12 @@ POLL = 0.3
 # -- import-image (C2): the registry artifact into the k3s containerd, tagged for the pod template
 
 
-def import_image(ctr: facts.Ctr, registry: RegistryProvider, params: Mapping[str, Any], dry_run: bool) -> StepResult:
+def import_image(ctr: Ctr, registry: RegistryProvider, params: Mapping[str, Any], dry_run: bool) -> StepResult:
     """Pull the commit-pinned artifact with containerd's own client (`ctr images pull`), check it is the
     registry's digest, tag it as the containerd-local name the Deployment references, confirm with
     `ctr images ls`. Nothing is built, nothing comes from the internet (the registry is local)."""
     image, local = str(params["image"]), str(params["localImage"])
-    stored_as = facts.normalize_image(local)
+    stored_as = normalize_image(local)
     artifact = registry.head(image)
     info: dict[str, Any] = {"image": image, "localImage": local, "storedAs": stored_as, "digest": artifact.digest}
     if not artifact.reachable:
@@ -62,14 +63,14 @@ def import_image(ctr: facts.Ctr, registry: RegistryProvider, params: Mapping[str
         if done.returncode != 0:
             return StepResult(False, f"ctr images pull {image} failed: {(done.stderr or done.stdout).strip()}", info)
         pulled = ctr.find(image)
-        if pulled is None or pulled.digest != artifact.digest:
+        if pulled is None or (artifact.digest and pulled.digest != artifact.digest):
             return StepResult(False, f"ctr pulled {image} as {pulled.digest if pulled else 'nothing'}, "
                                      f"the registry says {artifact.digest}", info)
         tag = ctr.run("images", "tag", "--force", pulled.ref, stored_as)
         if tag.returncode != 0:
             return StepResult(False, f"ctr images tag {stored_as} failed: {(tag.stderr or tag.stdout).strip()}", info)
     listed = ctr.find(local)  # confirm with `ctr images ls`
-    if listed is None or listed.digest != artifact.digest:
+    if listed is None or (artifact.digest and listed.digest != artifact.digest):
         return StepResult(False, f"{stored_as} is not listed by `ctr images ls` at {artifact.digest}", info)
     verb = "already held" if info["alreadyPresent"] else "imported"
     return StepResult(True, f"{verb} {image} into the {ctr.host_id} containerd as {stored_as} ({listed.digest})",

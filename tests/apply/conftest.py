@@ -113,6 +113,10 @@ def remove_projects(match: Callable[[str], bool]) -> None:
             for c in client.containers.list(all=True, filters={"label": "com.docker.compose.project"}):
                 if match(c.labels["com.docker.compose.project"]):
                     c.remove(force=True)
+            # each project's `_default` network too: the engine has a bounded pool of subnets
+            for n in client.networks.list(filters={"label": "com.docker.compose.project"}):
+                if match(n.attrs.get("Labels", {}).get("com.docker.compose.project", "")):
+                    n.remove()
         finally:
             client.close()
 

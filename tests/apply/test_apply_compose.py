@@ -162,11 +162,13 @@ def test_K2_V4_failing_health_fails_the_node_and_skips_dependents(lab: Lab, tmp_
     assert r.exit_code == 1
     result = r.json
     assert result["state"] == "failed"
-    assert [f["node"] for f in result["failed"]] == ["backend-core/verify-live"]
+    # the container exits at once: recreate or verify-live notices, depending on timing
+    [failed] = [f["node"] for f in result["failed"]]
+    assert failed in ("backend-core/recreate", "backend-core/verify-live")
     assert {"frontend/transfer-image", "frontend/stamp", "frontend/recreate", "frontend/verify-live"} <= set(
         result["skipped"])
     log = lab.cli("job", "status", result["jobId"], "--tail-bytes", "100000", *lab.apply_args()).json["logTail"]
-    assert "failed backend-core/verify-live" in log and "skipped frontend/recreate" in log
+    assert f"failed {failed}" in log and "skipped frontend/recreate" in log
     assert "frontend" not in lab.containers("main-server")
 
 

@@ -1,0 +1,109 @@
+"""The k3s containerd, read through the `ctr` CLI on the host's explicit socket (E2), namespace `k8s.io`.
+
+Readers only (STYLE 5): which image names are stored and at which manifest digest (`ctr images ls`),
+and an image's config (Entrypoint, Cmd, Labels) from the content store (`ctr content get`), which
+`ctr images ls` does not show. The import step in `k3s_ops` and the E3/E4 checks build on these.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from collections.abc import Mapping
+from typing import Any
+
+import attrs
+
+from engine.provider_api import ProviderUnreachable
+
+K8S_NAMESPACE = "k8s.io"
+V1_PREFIX = "unidesk.ai/"
+
+
+def normalize_image(ref: str) -> str:
+    """The name containerd (and kubelet) store for a Kubernetes image reference.
+
+    `app:abc` -> `docker.io/library/app:abc`, `org/app` -> `docker.io/org/app:latest`; references
+    with a registry host (`127.0.0.1:5000/x:y`, `localhost/x`) keep it.
+    """
+    name, at, digest = ref.partition("@")
+    first, slash, _ = name.partition("/")
+    if not slash or ("." not in first and ":" not in first and first != "localhost"):
+        name = f"docker.io/{name}" if slash else f"docker.io/library/{name}"
+    if not at and ":" not in name.rsplit("/", 1)[-1]:
+        name += ":latest"
+    return name + at + digest
+
+
+@attrs.frozen
+class StoredImage:
+    ref: str  # the name containerd stores
+    media_type: str
+    digest: str  # of the manifest (or index) the name points at
+
+
+@attrs.define
+class Ctr:
+    """`ctr --address <socket> -n k8s.io ...`."""
+
+    address: str
+    host_id: str
+    namespace: str = K8S_NAMESPACE
+
+    def run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        try:
+            return subprocess.run(["ctr", "--address", self.address, "-n", self.namespace, *args],
+                                  capture_output=True, text=True, timeout=timeout, check=False)
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            raise ProviderUnreachable(f"{self.host_id}: ctr {args[0] if args else ''} on {self.address}: {exc}",
+                                      path=self.host_id) from exc
+
+    def checked(self, *args: str, timeout: float = 60) -> str:
+        done = self.run(*args, timeout=timeout)
+        if done.returncode != 0:
+            raise ProviderUnreachable(f"{self.host_id}: ctr {' '.join(args[:2])} on {self.address}: "
+                                      f"{(done.stderr or done.stdout).strip()}", path=self.host_id)
+        return done.stdout
+
+    def images(self) -> dict[str, StoredImage]:
+        """Every stored image name -> its manifest digest (`ctr images ls`)."""
+        out: dict[str, StoredImage] = {}
+        for line in self.checked("images", "ls").splitlines()[1:]:
+            cols = line.split()
+            if len(cols) >= 3:
+                out[cols[0]] = StoredImage(ref=cols[0], media_type=cols[1], digest=cols[2])
+        return out
+
+    def find(self, ref: str, images: Mapping[str, StoredImage] | None = None) -> StoredImage | None:
+        """The stored image a Kubernetes reference resolves to (as is, or normalized), or None."""
+        images = self.images() if images is None else images
+        return next((images[n] for n in (ref, normalize_image(ref)) if n in images), None)
+
+    def content(self, digest: str) -> Any:
+        return json.loads(self.checked("content", "get", digest))
+
+    def image_config(self, image: StoredImage) -> dict[str, Any]:
+        """The image config (Entrypoint, Cmd, Labels, ...) of a stored image, linux/amd64 of an index."""
+        manifest = self.content(image.digest)
+        if "manifests" in manifest:
+            entries = manifest["manifests"]
+            pick = next((m for m in entries if (m.get("platform") or {}).get("os") == "linux"
+                         and (m.get("platform") or {}).get("architecture") == "amd64"), entries[0] if entries else None)
+            if pick is None:
+                raise ProviderUnreachable(f"{image.ref}: image index lists no manifests", path=self.host_id)
+            manifest = self.content(pick["digest"])
+        config = self.content(manifest["config"]["digest"])
+        return {"digest": manifest["config"]["digest"], **(config.get("config") or {})}
+
+
+def image_facts(ctr: Ctr, ref: str) -> tuple[str | None, dict[str, str]]:
+    """(config digest, V1 labels) of the image a Deployment references, ({}, None) when absent."""
+    stored = ctr.find(ref)
+    if stored is None:
+        return None, {}
+    try:
+        config = ctr.image_config(stored)
+    except (ProviderUnreachable, KeyError, ValueError):
+        return None, {}  # content garbage-collected or unreadable: nothing to report, not an outage
+    labels = config.get("Labels") or {}
+    return config["digest"], {k: v for k, v in labels.items() if k.startswith(V1_PREFIX)}
