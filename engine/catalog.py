@@ -87,6 +87,7 @@ class EnvironmentTarget:
     boundary: Mapping[str, Any] | None = None
     excluded_targets: tuple[str, ...] = ()
     runtime_secrets: RuntimeSecretsPolicy | None = None
+    diagnostics: Mapping[str, Any] | None = None  # E5: what `udeploy check` diagnoses (Code Queue)
 
 
 @attrs.frozen
@@ -223,6 +224,7 @@ def _environment_target(t: Mapping[str, Any]) -> EnvironmentTarget:
         runtime_secrets=RuntimeSecretsPolicy(
             secret_source=secrets["secretSource"], required_keys=tuple(secrets["requiredKeys"]),
             health_auth_flags=tuple(secrets.get("healthAuthFlags", ()))) if secrets else None,
+        diagnostics=t.get("diagnostics"),
     )
 
 

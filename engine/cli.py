@@ -30,13 +30,15 @@ from engine.cli_common import (
     guarded,
     progress,
 )
-from engine.desired import Request
+from engine.desired import DesiredState, Request
 from engine.errors import ExitCode, UdeployError, UsageError
 from engine.guardrails import REGISTRY
+from engine.observe import ProviderPool
 from engine.plan import Action, Plan
 from engine.planfile import read_plan, to_document, write_plan
 from engine.planner import PlanOptions, make_plan
 from engine.render import GITHUB_COMMENT_LIMIT
+from engine.runtime_checks import run_checks
 from engine.source import DEFAULT_REF
 
 
@@ -84,18 +86,27 @@ def check(
     env: EnvOpt = None, file: FileOpt = None, service: ServiceOpt = None, repo: RepoOpt = Path("."),
     ref: RefOpt = DEFAULT_REF, parallelism: ParallelOpt = 10,
 ) -> None:
-    """Compare live runtime with the desired repo and commit; change nothing. Exit 2 when they differ (O5)."""
+    """Compare live runtime with the desired repo and commit, and run the k3s runtime checks (E3
+    sandbox image, E5 Code Queue diagnostics); change nothing. Exit 2 when anything differs or fails (O5)."""
 
     def run() -> int:
         request = Request(env=env, file=file, services=tuple(service or ()), checkout=repo, ref=ref)
-        planned = make_plan(request, PlanOptions(refresh=True, parallelism=parallelism))
+        pool_holder: list[ProviderPool] = []
+
+        def pool_for(state: DesiredState) -> ProviderPool:
+            pool_holder.append(ProviderPool(state.catalog))
+            return pool_holder[-1]
+
+        planned = make_plan(request, PlanOptions(refresh=True, parallelism=parallelism), pool_for=pool_for)
         p = planned.plan
         differ = [s.id for s in p.services if s.action is Action.DEPLOY]
+        checks = run_checks(planned.state, pool_holder[-1])
+        failing = [c for c in checks if not c.get("ok")]
         emit({"udeployVersion": __version__, "manifest": dict(p.manifest), "environment": p.environment,
-              "inSync": not differ, "differ": differ,
+              "inSync": not differ, "differ": differ, "checksPassed": not failing, "checks": checks,
               "services": [{"id": s.id, "action": s.action.value, "desiredCommit": s.resolved_commit,
                             "live": s.live, "drift": s.drift, "reason": s.reason} for s in p.services]})
-        return int(ExitCode.CHANGES) if differ else int(ExitCode.OK)
+        return int(ExitCode.CHANGES) if differ or failing else int(ExitCode.OK)
 
     guarded(run)
 

@@ -3,29 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from engine.cli_common import app, emit, guarded, progress
-from engine.source_guard import CODE_QUEUE_SOURCE, GuardResult, check_code_queue_source
+from engine.source_guard import check_code_queue_source, guard_json
 
 guard_app = typer.Typer(name="guard", no_args_is_help=True,
                         help="Guards that must pass before a rollout; each prints JSON and exits 1 when degraded.")
 app.add_typer(guard_app)
-
-
-def guard_json(result: GuardResult) -> dict[str, Any]:
-    return {
-        "ok": result.ok,
-        "root": str(result.root),
-        "sourceDir": str(CODE_QUEUE_SOURCE),
-        "scanned": result.scanned,
-        "relativeImports": result.relative_imports,
-        "degradedReason": result.degraded_reason.value if result.degraded_reason else None,
-        "missing": [{"importer": m.importer, "specifier": m.specifier, "target": m.target, "tried": list(m.tried)}
-                    for m in result.missing],
-    }
 
 
 @guard_app.command("code-queue-source")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -38,9 +38,9 @@ class Planned:
 
 
 def make_plan(request: Request, options: PlanOptions, *, git: GitProvider | None = None,
-              pool: ProviderPool | None = None) -> Planned:
+              pool_for: Callable[[DesiredState], ProviderPool] | None = None) -> Planned:
     state = load_desired(request, git)
-    pool = pool or ProviderPool(state.catalog)
+    pool = pool_for(state) if pool_for else ProviderPool(state.catalog)
     obs = observe(state, pool, parallelism=options.parallelism) if options.refresh else \
         Observations(artifacts={}, runtime={}, secrets={})
     changes = [_change(d, state, obs, options) for d in state.services]

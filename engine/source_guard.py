@@ -17,6 +17,7 @@ import os
 import re
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import attrs
 
@@ -239,3 +240,16 @@ def _regex_end(text: str, i: int) -> int:
             return j
         j += 1
     return i + 1
+
+
+def guard_json(result: GuardResult) -> dict[str, Any]:
+    return {
+        "ok": result.ok,
+        "root": str(result.root),
+        "sourceDir": str(CODE_QUEUE_SOURCE),
+        "scanned": result.scanned,
+        "relativeImports": result.relative_imports,
+        "degradedReason": result.degraded_reason.value if result.degraded_reason else None,
+        "missing": [{"importer": m.importer, "specifier": m.specifier, "target": m.target, "tried": list(m.tried)}
+                    for m in result.missing],
+    }

@@ -95,6 +95,7 @@ def _k3s_nodes(d: DesiredService, target: Target, k: K3sTarget, image: str, sour
     node = _noder(d, "k3s-native", target.host, observed.runtime)
     return [
         node(StepKind.IMPORT_IMAGE, {"image": image, "localImage": local_image}),
+        *_host_path_guard(d, k, node),
         node(StepKind.APPLY_OBJECTS, {**base, "manifest": k.manifest, "objects": list(k.objects),
                                       "manifestCommit": source.commit, "manifestRemote": source.remote}),
         node(StepKind.STAMP, {**base, "image": local_image, "annotations": deploy_stamp(d)}),
@@ -103,6 +104,18 @@ def _k3s_nodes(d: DesiredService, target: Target, k: K3sTarget, image: str, sour
                                     "healthPath": d.microservice.health_path, "expectedCommit": d.resolved_commit,
                                     "expectedRequestedCommit": d.requested_commit}),
     ]
+
+
+def _host_path_guard(d: DesiredService, k: K3sTarget, node: Any) -> list[Node]:
+    """G1, E4: a rollout of a manifest that mounts the hostPath source first proves that source
+    resolves and that the gate image is in containerd and referenced by every gated Deployment;
+    the guard sits before any step that could restart a pod."""
+    source = d.microservice.host_path_source
+    if not source or source.get("manifest") != k.manifest:
+        return []
+    return [node(StepKind.GUARD_SOURCE, {"root": source["root"], "gateImage": source.get("gateImage"),
+                                         "gateDeployments": list(source.get("gateDeployments", ())),
+                                         "namespace": k.namespace})]
 
 
 def _target_side_build(d: DesiredService, observed: Observed) -> list[Node]:

@@ -23,6 +23,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, ClassVar
 
 import attrs
@@ -38,6 +39,7 @@ from engine.provider_api import (
     StepRequest,
     StepResult,
 )
+from engine.source_guard import check_code_queue_source, guard_json
 from providers import k3s_checks as checks
 from providers import k3s_facts as facts
 from providers import k3s_ops as ops
@@ -134,6 +136,8 @@ class K3sNativeProvider:
                 return ops.rollout(self.kube, p, dry)
             if request.kind == "verify-live":
                 return self._verify_live(request, wait=not dry)
+            if request.kind == "guard-source":
+                return self._guard_source(p, dry)
         except ProviderUnreachable as exc:
             return StepResult(False, f"{request.kind} on {self.host.id}: {exc.message}", {"kind": request.kind})
         except ApiException as exc:
@@ -141,6 +145,24 @@ class K3sNativeProvider:
                               {"kind": request.kind})
         return StepResult(False, f"the k3s-native provider does not execute {request.kind!r} steps",
                           {"kind": request.kind})
+
+    def _guard_source(self, p: Mapping[str, Any], dry_run: bool) -> StepResult:
+        """G1 then E4, before any rollout that touches the hostPath source (read-only: dry run is the same)."""
+        guard = check_code_queue_source(Path(str(p["root"])))
+        facts_out: dict[str, Any] = {"guard": guard_json(guard)}
+        if not guard.ok:
+            missing = "; ".join(f"{m.importer} imports {m.specifier} (missing {m.target})" for m in guard.missing[:5])
+            return StepResult(False, f"code-queue source guard: degradedReason={guard.degraded_reason.value}"
+                              + (f": {missing}" if missing else f" ({p['root']})") + "; rollout stopped", facts_out)
+        if p.get("gateImage"):
+            gate = self.code_queue_image_gate(str(p["gateImage"]), str(p["namespace"]), list(p["gateDeployments"]))
+            facts_out["imageGate"] = gate
+            if gate.get("failures"):
+                return StepResult(False, f"code-queue image gate: {gate.get('degradedReason')}: "
+                                  + "; ".join(map(str, gate["failures"])) + "; rollout stopped", facts_out)
+        verb = "would pass" if dry_run else "passed"
+        return StepResult(True, f"source guard {verb}: {guard.scanned} files, {guard.relative_imports} relative "
+                          "imports resolve" + (", image gate holds" if p.get("gateImage") else ""), facts_out)
 
     def verify(self, request: StepRequest) -> StepResult:
         """Whether the step converged; for verify-live the live V4 check."""

@@ -1,0 +1,78 @@
+"""The sample dev environment from empty to fully deployed and verified, on both Compose hosts and
+native k3s (K1, K2, C2, C3, V4, P1), then a re-plan is all noop."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from kubernetes import client, config
+
+from tests.apply.conftest import Lab, require_lab
+from tests.apply.test_apply_compose import by_id
+
+KUBECONFIG = "/var/lib/udeploy-lab/k3s/kubeconfig.yaml"
+SECRETS = {"UNIDESK_BAIDU_NETDISK_CLIENT_ID": "dev-cid-4Hq", "UNIDESK_BAIDU_NETDISK_CLIENT_SECRET": "dev-sec-8Wz",
+           "UNIDESK_BAIDU_NETDISK_TOKEN_KEY": "dev-tok-2Lp"}
+
+
+def plan_dev(lab: Lab, path: Path) -> dict:
+    r = lab.cli("plan", "--env", "dev", "-out", str(path))
+    assert r.exit_code == 0, r.stdout + r.stderr
+    return r.json
+
+
+def delete_namespace(api: client.CoreV1Api, name: str) -> None:
+    try:
+        api.delete_namespace(name)
+    except client.ApiException as exc:
+        if exc.status != 404:
+            raise
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            api.read_namespace(name)
+        except client.ApiException as exc:
+            if exc.status == 404:
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"namespace {name} was not deleted")
+
+
+@pytest.fixture
+def empty_dev_namespace(lab: Lab) -> Iterator[client.CoreV1Api]:
+    require_lab("k3s-containerd", "kubelab")
+    api = client.CoreV1Api(config.new_client_from_config(config_file=KUBECONFIG))
+    delete_namespace(api, "unidesk-dev")
+    yield api
+    delete_namespace(api, "unidesk-dev")
+
+
+def test_K1_C2_C3_V4_dev_environment_from_empty_to_verified_then_noop(
+        lab: Lab, empty_dev_namespace: client.CoreV1Api, tmp_path: Path) -> None:
+    doc = lab.cli("artifact", "status").json
+    for row in doc["environments"]["dev"]:
+        if row["artifact"] == "missing":
+            lab.publish(row["service"], row["commit"])
+    lab.write_secrets(SECRETS, env="dev")
+    plan_dev(lab, tmp_path / "plan.json")
+    items = by_id(lab.cli("show", str(tmp_path / "plan.json")).json)
+    deploying = sorted(s for s, i in items.items() if i["action"] == "deploy")
+    assert deploying == sorted(["backend-core", "frontend", "baidu-netdisk", "decision-center", "mdtodo", "claudeqq",
+                                "code-queue", "project-manager", "oa-event-flow", "code-queue-mgr", "todo-note",
+                                "findjob", "pipeline"])
+    assert {i["artifactConsumer"]["consumerKind"] for s, i in items.items() if s in deploying} == {
+        "d601-k3s-managed", "main-server-compose", "d601-direct-compose"}
+    r = lab.cli("apply", str(tmp_path / "plan.json"), *lab.apply_args())
+    assert r.exit_code == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    result = r.json
+    assert result["state"] == "succeeded"
+    assert sorted(s["id"] for s in result["services"] if s["verified"]) == deploying
+    assert {u["id"] for u in result["untouched"]} == {"met-nonlinear", "k3sctl-adapter", "filebrowser-d601"}
+    again = by_id(plan_dev(lab, tmp_path / "again.json"))
+    assert {s for s, i in again.items() if i["action"] == "noop"} == set(deploying)
+    assert {i["action"] for s, i in again.items() if s not in deploying} <= {"blocked", "gated"}
+    pods = empty_dev_namespace.list_namespaced_pod("unidesk-dev").items
+    assert len(pods) >= 8  # the k3s consumers really run
