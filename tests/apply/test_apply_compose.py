@@ -237,3 +237,26 @@ def test_P7_secrets_gate_and_no_secret_value_anywhere(lab: Lab, tmp_path: Path) 
                                                         for p in lab.state_dir.rglob("*") if p.is_file())]
     for secret in values.values():
         assert not any(secret in text for text in outputs), f"a secret value leaked: {secret}"
+
+
+def test_O1_O6_detach_returns_the_job_id_and_job_status_follows_it(lab: Lab, tmp_path: Path) -> None:
+    lab.publish("findjob", lab.sample.commits["frontend-v2"])
+    plan_out(lab, tmp_path / "p.json", "--service", "findjob")
+    started = apply(lab, str(tmp_path / "p.json"), "--detach")
+    assert started.exit_code == 0, started.stdout
+    job_id = started.json["jobId"]
+    assert started.json["state"] == "started"
+    deadline = time.monotonic() + 60
+    status: dict = {}
+    while time.monotonic() < deadline:
+        r = lab.cli("job", "status", job_id, "--tail-bytes", "300", *lab.apply_args())
+        if r.exit_code == 0 and r.json["state"] not in ("running",):
+            status = r.json
+            break
+        time.sleep(0.3)
+    assert status.get("state") == "succeeded", status
+    assert all(n["state"] == "succeeded" for n in status["nodes"].values())
+    assert len(status["logTail"].encode()) <= 300
+    listed = lab.cli("job", "list", *lab.apply_args()).json["jobs"]
+    assert job_id in [j["jobId"] for j in listed]
+    assert "findjob" in lab.containers("D601")
