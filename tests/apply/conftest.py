@@ -11,6 +11,7 @@ import json
 import re
 import secrets
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from typing import Any
 import attrs
 import docker
 import pytest
+from kubernetes import client, config
 
 from engine import artifact
 from tests.conftest import Cli
@@ -136,3 +138,32 @@ def lab(sample: SampleRepo, cli: Cli, tmp_path: Path) -> Iterator[Lab]:
     cli.env["UDEPLOY_STATE_DIR"] = str(tmp_path / "state")
     yield Lab(sample=sample, cli=cli, project=project, state_dir=tmp_path / "state")
     remove_projects(lambda name: name.startswith(project))
+
+
+KUBECONFIG = "/var/lib/udeploy-lab/k3s/kubeconfig.yaml"
+
+
+def delete_namespace(api: client.CoreV1Api, name: str) -> None:
+    try:
+        api.delete_namespace(name)
+    except client.ApiException as exc:
+        if exc.status != 404:
+            raise
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            api.read_namespace(name)
+        except client.ApiException as exc:
+            if exc.status == 404:
+                return
+        time.sleep(0.2)
+    raise AssertionError(f"namespace {name} was not deleted")
+
+
+@pytest.fixture
+def empty_dev_namespace(lab: Lab) -> Iterator[client.CoreV1Api]:
+    require_lab("k3s-containerd", "kubelab")
+    api = client.CoreV1Api(config.new_client_from_config(config_file=KUBECONFIG))
+    delete_namespace(api, "unidesk-dev")
+    yield api
+    delete_namespace(api, "unidesk-dev")

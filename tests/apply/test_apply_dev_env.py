@@ -3,17 +3,13 @@ native k3s (K1, K2, C2, C3, V4, P1), then a re-plan is all noop."""
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-from kubernetes import client, config
+from kubernetes import client
 
-from tests.apply.conftest import Lab, require_lab
+from tests.apply.conftest import Lab
 from tests.apply.test_apply_compose import by_id
 
-KUBECONFIG = "/var/lib/udeploy-lab/k3s/kubeconfig.yaml"
 SECRETS = {"UNIDESK_BAIDU_NETDISK_CLIENT_ID": "dev-cid-4Hq", "UNIDESK_BAIDU_NETDISK_CLIENT_SECRET": "dev-sec-8Wz",
            "UNIDESK_BAIDU_NETDISK_TOKEN_KEY": "dev-tok-2Lp"}
 
@@ -22,32 +18,6 @@ def plan_dev(lab: Lab, path: Path) -> dict:
     r = lab.cli("plan", "--env", "dev", "-out", str(path))
     assert r.exit_code == 0, r.stdout + r.stderr
     return r.json
-
-
-def delete_namespace(api: client.CoreV1Api, name: str) -> None:
-    try:
-        api.delete_namespace(name)
-    except client.ApiException as exc:
-        if exc.status != 404:
-            raise
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            api.read_namespace(name)
-        except client.ApiException as exc:
-            if exc.status == 404:
-                return
-        time.sleep(0.2)
-    raise AssertionError(f"namespace {name} was not deleted")
-
-
-@pytest.fixture
-def empty_dev_namespace(lab: Lab) -> Iterator[client.CoreV1Api]:
-    require_lab("k3s-containerd", "kubelab")
-    api = client.CoreV1Api(config.new_client_from_config(config_file=KUBECONFIG))
-    delete_namespace(api, "unidesk-dev")
-    yield api
-    delete_namespace(api, "unidesk-dev")
 
 
 def test_K1_C2_C3_V4_dev_environment_from_empty_to_verified_then_noop(
