@@ -218,7 +218,7 @@ def _walk(plan: Plan, state: DesiredState, options: ApplyOptions, pool: Provider
             progress(f"{node_id}: FAILED: {result.message}")
             raise StepFailed(result.message, path=node_id)
         job.node(node_id, "succeeded", message=result.message)
-        job.log(f"done {node_id}: {result.message}")
+        job.log(f"done {node_id}: {result.message}" + _output_tail(result.facts, lines=SUCCESS_LOG_LINES))
         progress(f"{node_id}: {'would do' if options.dry_run else 'done'}: {result.message}")
         if not options.dry_run:
             resume.record(node, _runtime_after(pool, state, node))
@@ -247,8 +247,11 @@ def _walk(plan: Plan, state: DesiredState, options: ApplyOptions, pool: Provider
     return summary
 
 
+SUCCESS_LOG_LINES = 60  # a succeeded step's evidence lines (B3's target_* lines) stay in the job log
+
+
 def _output_tail(facts: Mapping[str, Any], lines: int = 8) -> str:
-    """The end of a failed step's command output, indented under its log line."""
+    """The end of a step's command output (`facts["log"]`), indented under its log line."""
     log = facts.get("log")
     if not log:
         return ""

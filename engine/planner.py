@@ -45,11 +45,11 @@ def make_plan(request: Request, options: PlanOptions, *, git: GitProvider | None
         Observations(artifacts={}, runtime={}, secrets={})
     changes = [_change(d, state, obs, options) for d in state.services]
     plan = _assemble(state, changes, obs, options, request, demoted={})
-    ctx = guard_context(plan, state)
-    failing = failing_services(run_all(ctx))
-    if failing:  # a service failing a guardrail is blocked, and loses its steps
+    results = run_all(guard_context(plan, state))
+    failing = failing_services(results)
+    if failing:  # a service failing a guardrail is blocked and loses its steps; the findings stay
         plan = _assemble(state, changes, obs, options, request, demoted=failing)
-    plan = attrs.evolve(plan, guardrails=run_all(guard_context(plan, state)))
+    plan = attrs.evolve(plan, guardrails=results)
     return Planned(plan=plan, state=state)
 
 

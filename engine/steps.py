@@ -125,11 +125,17 @@ def _target_side_build(d: DesiredService, observed: Observed) -> list[Node]:
     host = str(ms.local_mode.get("host", ms.deployment_host))
     node = _noder(d, "compose-host", host, observed.runtime)
     compose = {"project": c.get("project"), "service": c.get("service"), "file": c.get("file")}
+    build: dict[str, Any] = {"dockerfile": ms.dockerfile, "context": ms.build_context, "project": c.get("project"),
+                             "image": f"{c.get('image')}:{d.resolved_commit}", "labels": expected_labels(d)}
+    if ms.local_mode.get("buildBaseArg"):  # B4: the declared warm build-base argument
+        build["buildBaseArg"] = str(ms.local_mode["buildBaseArg"])
+    # The compose declaration is read from git at the commit being built, never the operator's tree.
+    declared = {"manifestRemote": d.repo, "manifestCommit": d.resolved_commit}
     return [
-        node(StepKind.EXPORT_SOURCE, {"repo": d.repo, "commit": d.resolved_commit, "context": ms.build_context}),
-        node(StepKind.BUILD_IMAGE, {"dockerfile": ms.dockerfile, "context": ms.build_context,
-                                    "image": f"{c.get('image')}:{d.resolved_commit}", "labels": expected_labels(d)}),
-        node(StepKind.STAMP, {**compose, "env": deploy_stamp(d)}),
+        node(StepKind.EXPORT_SOURCE, {"repo": d.repo, "commit": d.resolved_commit, "context": ms.build_context,
+                                      "project": c.get("project")}),
+        node(StepKind.BUILD_IMAGE, build),
+        node(StepKind.STAMP, {**compose, **declared, "env": deploy_stamp(d)}),
         node(StepKind.RECREATE, {**compose,
                                  "command": f"up -d --no-build --no-deps --force-recreate {c.get('service')}"}),
         node(StepKind.VERIFY_LIVE, {**compose, "healthPort": c.get("healthPort"), "healthPath": ms.health_path,
