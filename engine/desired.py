@@ -77,7 +77,8 @@ def load_desired(request: Request, git: GitProvider | None = None) -> DesiredSta
     selected = _select(joined, request.services)
     if request.commit is not None:
         policy_args.check_commit_override(request, selected[0][1], environment)
-    services = tuple(_desired(entry, ms, environment, reader, git, request) for entry, ms in selected)
+    memo = _Memo(reader, git)
+    services = tuple(_desired(entry, ms, environment, memo, request) for entry, ms in selected)
     return DesiredState(
         mode="env" if request.env else "file", environment=request.env,
         settings=catalog.environments.get(request.env) if request.env else None,
@@ -110,15 +111,35 @@ def _select(joined: Joined, wanted: tuple[str, ...]) -> Joined:
     return [by_id[s] for s in dict.fromkeys(wanted)]
 
 
-def _desired(entry: ServiceEntry, ms: Microservice, environment: str | None, reader: Reader, git: GitProvider,
+class _Memo:
+    """Work shared between services: many pin the same commit, several share one k3s manifest.
+    Failures are not remembered, so each failing entry raises with its own path."""
+
+    def __init__(self, reader: Reader, git: GitProvider) -> None:
+        self.reader, self.git = reader, git
+        self._commits: dict[tuple[str, str], str] = {}
+        self._manifests: dict[str, tuple[K8sObject, ...]] = {}
+
+    def resolve(self, repo: str, commit: str, path: str) -> str:
+        if (repo, commit) not in self._commits:
+            self._commits[(repo, commit)] = self.git.resolve(repo, commit, path=path)
+        return self._commits[(repo, commit)]
+
+    def manifest(self, path: str) -> tuple[K8sObject, ...]:
+        if path not in self._manifests:
+            self._manifests[path] = parse_manifest(self.reader.read(path), path)
+        return self._manifests[path]
+
+
+def _desired(entry: ServiceEntry, ms: Microservice, environment: str | None, memo: _Memo,
              request: Request) -> DesiredService:
     env_target = ms.environments.get(environment) if environment else None
     objects: tuple[K8sObject, ...] = ()
     if env_target and env_target.target and env_target.target.k3s:
         k3s = env_target.target.k3s
-        objects = select(parse_manifest(reader.read(k3s.manifest), k3s.manifest), k3s.objects, k3s.manifest)
+        objects = select(memo.manifest(k3s.manifest), k3s.objects, k3s.manifest)
     requested = request.commit or entry.commit_id
-    resolved = git.resolve(entry.repo, requested, path=f"{entry.path}.commitId")
+    resolved = memo.resolve(entry.repo, requested, f"{entry.path}.commitId")
     return DesiredService(id=entry.id, repo=entry.repo, requested_commit=requested, resolved_commit=resolved,
                           commit_override=request.commit is not None, entry_path=entry.path, microservice=ms,
                           environment=env_target, k3s_objects=objects)
