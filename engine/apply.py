@@ -27,7 +27,7 @@ from engine.guardrails import run_all
 from engine.jobs import Job
 from engine.observe import Observations, ProviderPool, observe, runtime_target
 from engine.plan import Action, Node, Plan, StepKind
-from engine.planfile import PlanStale
+from engine.planfile import PlanStale, to_document
 from engine.planner import guard_context, request_from_json
 from engine.provider_api import ObserveRequest, RuntimeState, StepRequest
 from providers.git import GitProvider
@@ -288,5 +288,4 @@ def _service_outcomes(plan: Plan, outcomes: Mapping[str, NodeOutcome]) -> list[d
 
 
 def _digest(plan: Plan) -> str:
-    from engine.planfile import to_document
     return str(to_document(plan)["digest"])

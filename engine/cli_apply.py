@@ -34,7 +34,7 @@ from engine.errors import ExitCode, PolicyRefused, UdeployError, UsageError
 from engine.jobs import Job, default_state_dir, list_jobs, new_job_id
 from engine.lock import read_lock, release
 from engine.plan import Action, Plan
-from engine.planfile import read_plan, write_plan
+from engine.planfile import make_converter, read_plan, write_plan
 from engine.planner import PlanOptions, make_plan
 from engine.source import DEFAULT_REF
 
@@ -65,7 +65,6 @@ def refuse_policy(plan: Plan, selected: tuple[str, ...], dry_run: bool) -> None:
 
 
 def _payload(s: object) -> dict[str, object]:
-    from engine.planfile import make_converter
     doc: dict[str, object] = make_converter().unstructure(s)
     return doc
 

@@ -8,7 +8,6 @@ dependents of a failed node instead of running them.
 from __future__ import annotations
 
 import enum
-import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 
@@ -85,45 +84,42 @@ class Graph:
         Nodes in `done` count as succeeded without running (a resumed walk).
         """
         self.validate()
+        order = self.nodes()
         outcomes: dict[str, NodeOutcome] = {n: NodeOutcome.SUCCEEDED for n in done if n in self._g}
         errors: dict[str, str] = {}
-        lock = threading.Lock()
-        running: dict[Future[None], str] = {}
+        running: dict[Future[None], str] = {}  # touched only by this thread; workers just run nodes
 
         def ready() -> list[str]:
+            """Nodes whose upstream all succeeded. In topological order a skip reaches every
+            descendant within the same pass."""
             out = []
-            for n in self.nodes():
+            for n in order:
                 if n in outcomes or n in running.values():
                     continue
                 ups = [outcomes.get(u) for u in self._g.predecessors(n)]
                 if any(o in (NodeOutcome.FAILED, NodeOutcome.SKIPPED) for o in ups):
                     outcomes[n] = NodeOutcome.SKIPPED
                     errors[n] = "skipped: an upstream node did not succeed"
-                    return ready()  # a skip can cascade; start over
-                if all(o is NodeOutcome.SUCCEEDED for o in ups):
+                elif all(o is NodeOutcome.SUCCEEDED for o in ups):
                     out.append(n)
             return out
 
         with ThreadPoolExecutor(max_workers=max(1, parallelism)) as pool:
             while True:
-                with lock:
-                    for n in ready():
-                        if len(running) >= parallelism:
-                            break
-                        running[pool.submit(run, n)] = n
+                for n in ready()[: max(0, parallelism - len(running))]:
+                    running[pool.submit(run, n)] = n
                 if not running:
                     break
                 finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
-                with lock:
-                    for fut in finished:
-                        n = running.pop(fut)
-                        exc = fut.exception()
-                        if exc is None:
-                            outcomes[n] = NodeOutcome.SUCCEEDED
-                        else:
-                            outcomes[n] = NodeOutcome.FAILED
-                            errors[n] = str(exc) or type(exc).__name__
-        return WalkResult(outcomes={n: outcomes[n] for n in self.nodes()}, errors=errors)
+                for fut in finished:
+                    n = running.pop(fut)
+                    exc = fut.exception()
+                    if exc is None:
+                        outcomes[n] = NodeOutcome.SUCCEEDED
+                    else:
+                        outcomes[n] = NodeOutcome.FAILED
+                        errors[n] = str(exc) or type(exc).__name__
+        return WalkResult(outcomes={n: outcomes[n] for n in order}, errors=errors)
 
     def text_tree(self) -> str:
         """The graph as indented text, for golden tests: each node under its first upstream."""

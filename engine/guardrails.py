@@ -174,9 +174,9 @@ def _full_shas(ctx: GuardContext) -> Iterable[Diagnostic]:
 def _local_mode(ctx: GuardContext) -> Iterable[Diagnostic]:
     if ctx.plan.mode != "file":
         return
+    artifact_steps = (StepKind.VERIFY_ARTIFACT, StepKind.IMPORT_IMAGE, StepKind.APPLY_OBJECTS)
     for n in ctx.plan.nodes:
-        if n.kind is not StepKind.EXPORT_SOURCE and n.kind is not StepKind.BUILD_IMAGE and n.service \
-                and n.kind in (StepKind.VERIFY_ARTIFACT, StepKind.IMPORT_IMAGE, StepKind.APPLY_OBJECTS):
+        if n.kind in artifact_steps:
             yield _finding("local-mode-artifact-step", f"{n.id} in local-manifest mode", n.service)
 
 
