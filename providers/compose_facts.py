@@ -2,7 +2,8 @@
 
 Nothing here changes the host. Each reader returns a typed value: the running container of one
 Compose service (`RuntimeState`), its health (`HealthState`), whether a secret source file holds the
-required keys (names and lengths only, never values), whether an image or a file exists.
+required keys (names and lengths only, never values), whether an image or a file exists, whether
+the host's node-local egress proxy answers (`EgressProbe`, B3).
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import attrs
 import docker
 import docker.errors
 import paramiko
@@ -39,6 +41,30 @@ awk '
     if (value ~ /^".*"$/ || value ~ /^\047.*\047$/) value = substr(value, 2, length(value) - 2)
     printf "%s\t%d\n", key, length(value)
   }' "$1"
+"""
+
+
+# Prints the HTTP status of a GET of $2 made *through* the proxy $1, on the host (curl, else python3).
+# NO_PROXY is dropped first: an operator's exemption list must not let the probe bypass the proxy.
+_PROXY_PROBE = r"""
+proxy=$1 url=$2 t=$3
+unset NO_PROXY no_proxy
+if command -v curl >/dev/null 2>&1; then
+  exec curl -sS -o /dev/null -m "$t" --proxy "$proxy" -w '%{http_code}' "$url"
+fi
+exec python3 - "$proxy" "$url" "$t" <<'PY'
+import sys, urllib.request, urllib.error
+proxy, url, t = sys.argv[1], sys.argv[2], float(sys.argv[3])
+opener = urllib.request.build_opener(urllib.request.ProxyHandler({"http": proxy, "https": proxy}))
+try:
+    with opener.open(url, timeout=t) as r:
+        status = r.status
+except urllib.error.HTTPError as e:
+    status = e.code
+except Exception as e:
+    sys.stderr.write(str(getattr(e, "reason", e))); sys.exit(7)
+sys.stdout.write(str(status))
+PY
 """
 
 
@@ -196,6 +222,40 @@ def secret_presence(shell: HostShell, source: str, path: str, keys: Sequence[str
     return {"secretSource": source, "secretFile": path, "secretFileExists": lengths is not None,
             "requiredSecretsPresent": not missing, "missingSecretKeys": missing,
             "presentSecretKeyLengths": present, "recommendedAction": action}
+
+
+# -- the node-local egress proxy (B3)
+
+
+@attrs.frozen
+class EgressProbe:
+    """One GET of `url` through `proxy`, made on the host."""
+
+    proxy: str
+    url: str
+    status: int | None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        """The destination answered through the proxy: 2xx/3xx, or 401 (a registry's /v2/ without a token)."""
+        return self.status is not None and (200 <= self.status < 400 or self.status == 401)
+
+    @property
+    def failure(self) -> str:
+        if self.status is None:
+            return self.error or "no answer"
+        return f"HTTP {self.status}" + (f" ({self.error})" if self.error else "")
+
+
+def egress_probe(shell: HostShell, proxy: str, url: str, timeout: float = 10.0) -> EgressProbe:
+    result = shell.run(_PROXY_PROBE, proxy, url, f"{timeout:g}", timeout=timeout + 10)
+    code = result.stdout.strip()
+    status = int(code) if code.isdigit() and code != "000" else None
+    error = result.stderr.strip().splitlines()[-1] if result.stderr.strip() else None
+    if not result.ok and error is None:
+        error = f"exit {result.returncode}"
+    return EgressProbe(proxy=proxy, url=url, status=status, error=error)
 
 
 # -- files on the host

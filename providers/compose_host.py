@@ -5,6 +5,11 @@ this module routes plan steps to them and owns verification (V4): a step has con
 the running container's image labels, its stamped env and its health all report the requested
 commit. A healthy service running another commit fails verification.
 
+Target-side builds (B3): on a provider-role host (`role: provider`) export-source and build-image
+first probe through the host's node-local egress proxy (`egressProxy`, probing `egressProbeUrl`,
+default the registry's `/v2/`) and fail when it does not answer; the proxy reaches only that step.
+main-server hosts fetch and build directly.
+
 Layout on the host: `<composeRoot>/<project>/<compose file>`, `<composeRoot>/<project>/env/<service>.env`,
 secrets read from `<composeRoot>/<project>/<file>` named by `<host>:compose-env:<file>` (P7).
 """
@@ -113,9 +118,9 @@ class ComposeHostProvider:
             if request.kind == "recreate":
                 return ops.recreate(self.shell, self.layout, p, self._compose_command(), dry)
             if request.kind == "export-source":
-                return ops.export_source(self.shell, self.layout, p, request.service_id, dry)
+                return ops.export_source(self.shell, self.layout, p, request.service_id, dry, self.build_proxy())
             if request.kind == "build-image":
-                return ops.build_image(self.shell, self.layout, p, request.service_id, dry)
+                return ops.build_image(self.shell, self.layout, p, request.service_id, dry, self.build_proxy())
             if request.kind == "verify-live":
                 return self._verify_live(request, wait=not dry)
         except docker.errors.DockerException as exc:
@@ -133,6 +138,25 @@ class ComposeHostProvider:
         except docker.errors.DockerException as exc:
             return StepResult(False, f"verify {request.kind} on {self.host.id}: Docker engine error: {exc}",
                               {"kind": request.kind})
+
+    def build_proxy(self) -> ops.BuildProxy | None:
+        """B3: a provider host fetches and builds only through its node-local egress proxy; a
+        main-server host builds directly. A provider host without one is a configuration error,
+        never a reason to go to the internet directly."""
+        if self.host.role != "provider":
+            return None
+        proxy = self.host.settings.get("egressProxy")
+        if not proxy:
+            raise UsageError(f"provider host {self.host.id} has no egressProxy in config.json: target-side builds "
+                             "there go only through the node-local egress proxy (B3)",
+                             path=f"hosts.{self.host.id}.egressProxy")
+        probe = self.host.settings.get("egressProbeUrl")
+        if not probe:
+            if self.catalog is None:
+                raise UsageError(f"provider host {self.host.id} has no egressProbeUrl in config.json",
+                                 path=f"hosts.{self.host.id}.egressProbeUrl")
+            probe = f"http://{self.catalog.registry}/v2/"
+        return ops.BuildProxy(proxy=str(proxy), probe_url=str(probe))
 
     # -- internals
 

@@ -36,7 +36,7 @@ from tests.providers.support import (
 )
 
 HOSTS = ["main-server", "D601"]
-LAB_COMPONENTS = {"main-server": ("sshd", "main-docker", "registry"), "D601": ("d601-docker", "registry")}
+LAB_COMPONENTS = {"main-server": ("sshd", "main-docker", "registry"), "D601": ("d601-docker", "registry", "egress-proxy")}
 
 
 @attrs.frozen
