@@ -36,7 +36,8 @@ from tests.providers.support import (
 )
 
 HOSTS = ["main-server", "D601"]
-LAB_COMPONENTS = {"main-server": ("sshd", "main-docker", "registry"), "D601": ("d601-docker", "registry", "egress-proxy")}
+LAB_COMPONENTS = {"main-server": ("sshd", "main-docker", "registry"),
+                  "D601": ("d601-docker", "registry", "egress-proxy")}
 
 
 @attrs.frozen
