@@ -10,7 +10,6 @@ same plan after a failure or a killed process resumes instead of redoing verifie
 
 from __future__ import annotations
 
-import hashlib
 import json
 import threading
 from collections.abc import Callable, Mapping
@@ -24,13 +23,14 @@ from engine.desired import DesiredState, load_desired
 from engine.errors import PolicyRefused, UdeployError
 from engine.graph import Graph, NodeOutcome
 from engine.guardrails import run_all
-from engine.jobs import Job
+from engine.jobs import Job, new_job_id
 from engine.observe import Observations, ProviderPool, observe, runtime_target
 from engine.plan import Action, Node, Plan, StepKind
 from engine.planfile import PlanStale, to_document
 from engine.planner import guard_context, request_from_json
 from engine.provider_api import ObserveRequest, RuntimeState, StepRequest
-from providers.git import GitProvider
+from engine.source import open_file_source, origin_url
+from providers.git import GitProvider, redact_url
 
 
 class StepFailed(UdeployError, RuntimeError):
@@ -122,16 +122,21 @@ def check_trust(plan: Plan, options: ApplyOptions, pool_for: Callable[[DesiredSt
 def _check_manifest_unmoved(plan: Plan, git: GitProvider, checkout: Path) -> None:
     m = plan.manifest
     if m.get("mode") == "env":
-        now_at = git.ref_commit(str(m["remote"]), str(m["ref"]))
+        remote = str(m["remote"])
+        real = origin_url(checkout)  # the plan records the remote redacted; fetch with the checkout's own
+        now_at = git.ref_commit(real if redact_url(real) == remote else remote, str(m["ref"]))
         if now_at != m["commit"]:
             raise PlanStale(f"manifest ref {m['ref']} moved from {str(m['commit'])[:12]} to {now_at[:12]} since "
                             "the plan was made; make a new plan", path=str(m["ref"]),
                             details={"planned": m["commit"], "now": now_at})
         return
-    path = Path(str(m["file"]))
-    data = path.read_bytes() if path.exists() else b""
-    if hashlib.sha256(data).hexdigest() != m.get("sha256"):
-        raise PlanStale(f"{path} changed since the plan was made; make a new plan", path=str(path))
+    _, _, source = open_file_source(Path(str(m["file"])), checkout)
+    for name, planned, now in (("deploy manifest", m.get("sha256"), source.file_sha256),
+                               ("config.json", m.get("configSha256"), source.config_blob),
+                               ("CI.json", m.get("ciSha256"), source.ci_blob)):
+        if planned != now:
+            raise PlanStale(f"{name} changed in the working tree since the plan was made; make a new plan",
+                            path=str(m["file"]) if name == "deploy manifest" else name)
 
 
 def _moved_nodes(plan: Plan, obs: Observations, resume: Resume) -> list[dict[str, Any]]:
@@ -170,30 +175,45 @@ def graph_of(plan: Plan) -> Graph:
 
 def apply_plan(plan: Plan, options: ApplyOptions, *, pool_for: Callable[[DesiredState], ProviderPool] | None = None,
                progress: Progress = _silent) -> dict[str, Any]:
+    """Lock the environment, prove the plan still holds, then walk it. Nothing changes before
+    the lock is held and every check passed."""
     pool_for = pool_for or (lambda state: ProviderPool(state.catalog))
     digest = _digest(plan)
-    resume = Resume(options.state_dir, digest)
-    state, pool, obs = check_trust(plan, options, pool_for, resume, progress)
-    job = Job.create(options.state_dir, plan_digest=digest, plan_file=options.plan_file,
-                     environment=(plan.environment or {}).get("name"), dry_run=options.dry_run,
-                     nodes=[n.id for n in plan.nodes], job_id=options.job_id)
-    held, taken_over = env_lock.acquire(options.state_dir, plan_scope(plan), job.id)
+    job_id = options.job_id or new_job_id()
+    held, taken_over = env_lock.acquire(options.state_dir, plan_scope(plan), job_id)
+    pool: ProviderPool | None = None
     try:
+        resume = Resume(options.state_dir, digest)
+        _refuse_completed(plan, resume, options)
+        state, pool, _ = check_trust(plan, options, pool_for, resume, progress)
+        job = Job.create(options.state_dir, plan_digest=digest, plan_file=options.plan_file,
+                         environment=(plan.environment or {}).get("name"), dry_run=options.dry_run,
+                         nodes=[n.id for n in plan.nodes], job_id=job_id)
         if taken_over:
             job.log(f"took over lock {taken_over.get('lockId')} abandoned by job {taken_over.get('jobId')} "
                     f"(pid {taken_over.get('pid')} is gone)")
-        return _walk(plan, state, options, pool, job, resume, progress, taken_over)
+        return _walk(plan, state, options, pool, job, resume, progress, taken_over, digest)
     finally:
-        env_lock.release(options.state_dir, plan_scope(plan), held["lockId"])
+        if pool is not None:
+            pool.close()
+        env_lock.release(options.state_dir, plan_scope(plan), held["lockId"], strict=False)
+
+
+def _refuse_completed(plan: Plan, resume: Resume, options: ApplyOptions) -> None:
+    """A plan whose every node was applied and verified is spent: its observations are history."""
+    if options.dry_run or not plan.nodes or not {n.id for n in plan.nodes} <= resume.done:
+        return
+    raise PlanStale("this plan was already applied completely; make a new plan to compare with what runs now",
+                    path=str(resume.path))
 
 
 def _walk(plan: Plan, state: DesiredState, options: ApplyOptions, pool: ProviderPool, job: Job, resume: Resume,
-          progress: Progress, taken_over: Mapping[str, Any] | None) -> dict[str, Any]:
+          progress: Progress, taken_over: Mapping[str, Any] | None, digest: str) -> dict[str, Any]:
     by_id = {n.id: n for n in plan.nodes}
     done = set() if options.dry_run else resume.done & set(by_id)
     for n in sorted(done):
         job.node(n, "succeeded", message="already applied and verified by an earlier job of this plan")
-    job.log(f"apply {'(dry run) ' if options.dry_run else ''}of plan {_digest(plan)[:19]}: {len(by_id)} nodes, "
+    job.log(f"apply {'(dry run) ' if options.dry_run else ''}of plan {digest[:19]}: {len(by_id)} nodes, "
             f"{len(done)} already done")
 
     def run(node_id: str) -> None:
@@ -207,10 +227,13 @@ def _walk(plan: Plan, state: DesiredState, options: ApplyOptions, pool: Provider
                               params=node.params, dry_run=options.dry_run)
         try:
             result = provider.execute(request)
-        except UdeployError as exc:
-            job.node(node_id, "failed", message=exc.message)
-            job.log(f"failed {node_id}: {exc.message}")
-            progress(f"{node_id}: FAILED: {exc.message}")
+            if result.ok and not options.dry_run:  # recorded before the node counts as done
+                resume.record(node, _runtime_after(pool, state, node))
+        except Exception as exc:  # a provider bug must still leave an honest job record
+            message = exc.message if isinstance(exc, UdeployError) else f"{type(exc).__name__}: {exc}"
+            job.node(node_id, "failed", message=message)
+            job.log(f"failed {node_id}: {message}")
+            progress(f"{node_id}: FAILED: {message}")
             raise
         if not result.ok:
             job.node(node_id, "failed", message=result.message)
@@ -220,8 +243,6 @@ def _walk(plan: Plan, state: DesiredState, options: ApplyOptions, pool: Provider
         job.node(node_id, "succeeded", message=result.message)
         job.log(f"done {node_id}: {result.message}" + _output_tail(result.facts, lines=SUCCESS_LOG_LINES))
         progress(f"{node_id}: {'would do' if options.dry_run else 'done'}: {result.message}")
-        if not options.dry_run:
-            resume.record(node, _runtime_after(pool, state, node))
 
     result = graph_of(plan).walk(run, parallelism=options.parallelism, done=done)
     for node_id, outcome in result.outcomes.items():
@@ -231,7 +252,7 @@ def _walk(plan: Plan, state: DesiredState, options: ApplyOptions, pool: Provider
     services = _service_outcomes(plan, result.outcomes)
     job_state = "succeeded" if result.ok else "failed"
     summary = {
-        "jobId": job.id, "state": job_state, "dryRun": options.dry_run, "planDigest": _digest(plan),
+        "jobId": job.id, "state": job_state, "dryRun": options.dry_run, "planDigest": digest,
         "tookOverLock": dict(taken_over) if taken_over else None,
         "nodes": {n: o.value for n, o in result.outcomes.items()},
         "resumed": sorted(done),

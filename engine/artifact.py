@@ -12,21 +12,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from engine.catalog import Catalog, Microservice, SourceKind, parse_catalog
+from engine.catalog import Catalog, SourceKind, parse_catalog
 from engine.errors import ServiceNotFound, UdeployError
 from engine.jsonschema_check import parse_json
 from engine.manifest import parse_deploy
 from engine.provider_api import ArtifactState, ProviderUnreachable
 from engine.source import DEFAULT_REF, GitReader, open_env_source
+from engine.steps import v1_labels
 from providers.git import GitProvider
 from providers.image_builder import ImageBuilder
 from providers.registry import RegistryProvider
-
-
-def labels_for(ms: Microservice, repo: str, commit: str) -> dict[str, str]:
-    """V1: the labels every artifact carries."""
-    return {"unidesk.ai/service-id": ms.id, "unidesk.ai/source-repo": repo, "unidesk.ai/source-commit": commit,
-            "unidesk.ai/dockerfile": ms.dockerfile or ""}
 
 
 def _catalog(reader: GitReader) -> Catalog:
@@ -52,7 +47,7 @@ def publish(checkout: Path, service: str, commit: str, *, dry_run: bool = False,
                           "only Dockerfile services"}
     full = git.resolve(ms.repo_url, commit, path="--commit")
     image = catalog.registry_image(service, full)
-    labels = labels_for(ms, ms.repo_url, full)
+    labels = v1_labels(ms.id, ms.repo_url, full, ms.dockerfile)
     registry = RegistryProvider.build(None, catalog)
     if not registry.health():
         return infra_blocked("registry", f"registry {catalog.registry} does not answer /v2/", service=service,
@@ -74,8 +69,6 @@ def publish(checkout: Path, service: str, commit: str, *, dry_run: bool = False,
         built = builder.build(context, dockerfile=dockerfile, image=image, labels=labels)
         pushed = builder.push(image)
     except ProviderUnreachable as exc:
-        if exc.code == "build-failed":
-            raise
         return infra_blocked(catalog.builder_host, exc.message, **result)
     evidence = registry.artifact(image, refresh=True)
     return {**result, "status": "published", "digest": pushed, "imageId": built.image_id,

@@ -34,7 +34,7 @@ from engine.desired import DesiredState, Request
 from engine.errors import ExitCode, UdeployError, UsageError
 from engine.guardrails import REGISTRY
 from engine.observe import ProviderPool
-from engine.plan import Action, Plan
+from engine.plan import Action, Plan, ServiceChange
 from engine.planfile import read_plan, to_document, write_plan
 from engine.planner import PlanOptions, make_plan
 from engine.render import GITHUB_COMMENT_LIMIT
@@ -97,10 +97,15 @@ def check(
             pool_holder.append(ProviderPool(state.catalog))
             return pool_holder[-1]
 
-        planned = make_plan(request, PlanOptions(refresh=True, parallelism=parallelism), pool_for=pool_for)
+        try:
+            planned = make_plan(request, PlanOptions(refresh=True, parallelism=parallelism), pool_for=pool_for)
+            checks = run_checks(planned.state, pool_holder[-1])
+        finally:
+            for pool in pool_holder:
+                pool.close()
         p = planned.plan
-        differ = [s.id for s in p.services if s.action is Action.DEPLOY]
-        checks = run_checks(planned.state, pool_holder[-1])
+        # What runs differs from what deploy.json asks, whatever policy lets udeploy do about it.
+        differ = [s.id for s in p.services if s.action is not Action.UNSUPPORTED and not _live_matches(s)]
         failing = [c for c in checks if not c.get("ok")]
         emit({"udeployVersion": __version__, "manifest": dict(p.manifest), "environment": p.environment,
               "inSync": not differ, "differ": differ, "checksPassed": not failing, "checks": checks,
@@ -109,6 +114,13 @@ def check(
         return int(ExitCode.CHANGES) if differ or failing else int(ExitCode.OK)
 
     guarded(run)
+
+
+def _live_matches(s: ServiceChange) -> bool:
+    live = s.live or {}
+    health = live.get("health") or {}
+    return (live.get("presence") == "running" and live.get("commit") == s.resolved_commit
+            and health.get("deployCommit") in (None, s.resolved_commit))
 
 
 PlanArg = Annotated[Path, typer.Argument(help="A plan file written by `udeploy plan -out`.")]

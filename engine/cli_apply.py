@@ -49,6 +49,15 @@ app.add_typer(job_app, name="job")
 app.add_typer(lock_app, name="lock")
 
 
+# The requirement behind each blockedReason, for the refusal a one-step apply of that service gets.
+RULE_OF_BLOCK = {
+    "runtime-verification-blocked": "P6", "maintenance-channel-direct-deploy-blocked": "P5",
+    "disabled-executor": "P11", "reviewed-artifact-consumer": "P4", "runtime-secrets-missing": "P7",
+    "digest-pin-required": "P10", "pending-network-verification": "P10", "mirror-missing": "P10",
+    "artifact-missing": "P3", "supervisor-gated": "P2", "supervisor-only-production-apply": "P2",
+}
+
+
 def refuse_policy(plan: Plan, selected: tuple[str, ...], dry_run: bool) -> None:
     """One-step apply: asking by name for what policy refuses is a refusal (exit 3), with the
     structured payload (O7); an environment-wide apply just leaves such services untouched."""
@@ -59,7 +68,7 @@ def refuse_policy(plan: Plan, selected: tuple[str, ...], dry_run: bool) -> None:
             continue
         if dry_run and s.action is Action.GATED:
             continue
-        rule = "O7" if s.action is Action.UNSUPPORTED else "P2"
+        rule = "O7" if s.action is Action.UNSUPPORTED else RULE_OF_BLOCK.get(str(s.item.get("blockedReason")), "P2")
         raise PolicyRefused(f"{s.id} is {s.action.value} in this environment: {s.reason}", rule=rule, path=s.id,
                             details={"service": _payload(s)})
 

@@ -95,9 +95,6 @@ class Job:
             f.seek(max(0, size - max_bytes))
             return f.read().decode(errors="replace")
 
-    def set_pid(self, pid: int) -> None:
-        self._update(lambda d: d.update(pid=pid))
-
     def node(self, node_id: str, state: str, **facts: Any) -> None:
         def change(d: dict[str, Any]) -> None:
             record = d["nodes"].setdefault(node_id, {})

@@ -33,10 +33,10 @@ def parse_manifest(data: bytes, source: str) -> tuple[K8sObject, ...]:
         raise ManifestInvalid(f"{source} is not valid YAML: {exc}", path=source) from exc
     objects = []
     for i, doc in enumerate(docs):
-        if not isinstance(doc, dict) or "kind" not in doc or "name" not in doc.get("metadata", {}):
+        meta = doc.get("metadata") if isinstance(doc, dict) else None
+        if not isinstance(meta, dict) or "kind" not in doc or "name" not in meta:
             raise ManifestInvalid(f"{source}: document {i} is not a Kubernetes object with kind and "
                                   "metadata.name", path=f"{source}[{i}]")
-        meta = doc["metadata"]
         objects.append(K8sObject(kind=doc["kind"], name=meta["name"], namespace=meta.get("namespace"), body=doc))
     return tuple(objects)
 

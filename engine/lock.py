@@ -1,13 +1,15 @@
 """One apply per environment at a time: a lock file under `<state>/locks/<scope>.lock`.
 
-The lock records its id, owner, host, pid, job id and time. It is taken atomically
-(O_CREAT|O_EXCL). A lock whose process is gone on this host was abandoned (a killed apply) and is
-taken over, which the new job logs; a live one refuses the second apply. A forced release must
-name the lock id, so nobody removes a lock they have not looked at.
+The lock records its id, owner, host, pid, job id and time. It is taken under a short flock on
+`<scope>.guard`, and appears with its content in one step. A lock whose process is gone on this
+host was abandoned (a killed apply) and is taken over, which the new job logs; a live one refuses
+the second apply. A forced release must name the lock id, so nobody removes a lock they have not
+looked at.
 """
 
 from __future__ import annotations
 
+import fcntl
 import getpass
 import json
 import os
@@ -39,6 +41,8 @@ def read_lock(state_dir: Path, scope: str) -> dict[str, Any] | None:
         doc: dict[str, Any] = json.loads(path.read_text())
     except FileNotFoundError:
         return None
+    except ValueError:  # not ours to judge: treat as held by someone alive
+        return {"lockId": None, "scope": scope, "alive": True, "unreadable": True}
     doc["alive"] = doc.get("host") != socket.gethostname() or pid_alive(int(doc.get("pid", 0)))
     return doc
 
@@ -49,33 +53,32 @@ def acquire(state_dir: Path, scope: str, job_id: str) -> tuple[dict[str, Any], d
     path.parent.mkdir(parents=True, exist_ok=True)
     mine = {"lockId": secrets.token_hex(8), "scope": scope, "owner": getpass.getuser(), "host": socket.gethostname(),
             "pid": os.getpid(), "jobId": job_id, "createdAt": now()}
-    taken_over = None
-    for _ in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
-        except FileExistsError:
-            held = read_lock(state_dir, scope)
-            if held is None:
-                continue  # released between our two calls
-            if held["alive"]:
-                raise LockHeld(f"environment {scope} is locked by job {held.get('jobId')} ({held.get('owner')}@"
-                               f"{held.get('host')}, pid {held.get('pid')}, since {held.get('createdAt')})",
-                               path=str(path), details={k: v for k, v in held.items() if k != "alive"}) from None
-            path.unlink(missing_ok=True)  # abandoned by a process that is gone
-            taken_over = held
-            continue
-        with os.fdopen(fd, "w") as f:
-            json.dump(mine, f)
-        return mine, taken_over
-    raise LockHeld(f"could not take the lock for {scope}", path=str(path))
+    # Inspecting, taking over and creating happen under a short flock, so two applies can never
+    # both take over the same abandoned lock; the kernel drops the flock if we die.
+    with open(path.with_suffix(".guard"), "w") as guard:
+        fcntl.flock(guard, fcntl.LOCK_EX)
+        held = read_lock(state_dir, scope)
+        if held is not None and held["alive"]:
+            raise LockHeld(f"environment {scope} is locked by job {held.get('jobId')} ({held.get('owner')}@"
+                           f"{held.get('host')}, pid {held.get('pid')}, since {held.get('createdAt')})",
+                           path=str(path), details={k: v for k, v in held.items() if k != "alive"})
+        path.unlink(missing_ok=True)  # absent, or abandoned by a process that is gone
+        tmp = path.with_name(f"{path.name}.{mine['lockId']}")
+        tmp.write_text(json.dumps(mine))
+        os.link(tmp, path)  # appears with its content, never half-written
+        tmp.unlink()
+    return mine, held
 
 
-def release(state_dir: Path, scope: str, lock_id: str) -> None:
-    """Release a lock we (or, forced, an operator who read its id) hold."""
+def release(state_dir: Path, scope: str, lock_id: str, *, strict: bool = True) -> None:
+    """Release a lock we (or, forced, an operator who read its id) hold. `strict=False` is for
+    an apply ending: an operator may have force-released its lock meanwhile."""
     held = read_lock(state_dir, scope)
     if held is None:
         return
     if held.get("lockId") != lock_id:
+        if not strict:
+            return
         raise LockMismatch(f"lock {scope} has id {held.get('lockId')}, not {lock_id}",
                            path=str(lock_path(state_dir, scope)))
     lock_path(state_dir, scope).unlink(missing_ok=True)

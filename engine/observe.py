@@ -48,6 +48,15 @@ class ProviderPool:
     def for_host(self, host_id: str) -> Any:
         return self.get(self.catalog.hosts[host_id].provider, host_id)
 
+    def close(self) -> None:
+        """Close what the providers opened (SSH connections, Docker and Kubernetes clients)."""
+        with self._lock:
+            built, self._built = list(self._built.values()), {}
+        for provider in built:
+            close = getattr(provider, "close", None)
+            if close is not None:
+                close()
+
 
 def runtime_target(d: DesiredService) -> tuple[str, Any] | None:
     """(host id, ComposeTarget | K3sTarget) where the service runs, or None."""

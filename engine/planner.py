@@ -40,9 +40,14 @@ class Planned:
 def make_plan(request: Request, options: PlanOptions, *, git: GitProvider | None = None,
               pool_for: Callable[[DesiredState], ProviderPool] | None = None) -> Planned:
     state = load_desired(request, git)
+    own_pool = pool_for is None  # a caller that passes pool_for keeps (and closes) its pool
     pool = pool_for(state) if pool_for else ProviderPool(state.catalog)
-    obs = observe(state, pool, parallelism=options.parallelism) if options.refresh else \
-        Observations(artifacts={}, runtime={}, secrets={})
+    try:
+        obs = observe(state, pool, parallelism=options.parallelism) if options.refresh else \
+            Observations(artifacts={}, runtime={}, secrets={})
+    finally:
+        if own_pool:
+            pool.close()
     changes = [_change(d, state, obs, options) for d in state.services]
     plan = _assemble(state, changes, obs, options, request, demoted={})
     results = run_all(guard_context(plan, state))

@@ -43,12 +43,3 @@ def check_commit_override(request: Request, ms: Microservice, environment: str |
     if not consumer:
         raise PolicyRefused(f"--commit is only for reviewed artifact consumers; {ms.id} is not one in "
                             f"{environment}", rule="P3", path="--service")
-
-
-def check_local_apply(ms: Microservice) -> None:
-    """P4: `apply --file` refuses reviewed pull-only consumers before any source or build work."""
-    if ms.reviewed_artifact_consumer:
-        raise PolicyRefused(
-            f"{ms.id} is a reviewed pull-only artifact consumer: local-manifest apply is not a production "
-            f"fallback; use `udeploy apply --env prod --service {ms.id} --commit <full-sha>`",
-            rule="P4", path=ms.id)

@@ -12,7 +12,8 @@ def manifest_json(source: ManifestSource) -> dict[str, Any]:
     if source.mode == "env":
         return {"mode": "env", "remote": source.remote, "ref": source.ref, "commit": source.commit,
                 "deployBlob": source.deploy_blob, "configBlob": source.config_blob, "ciBlob": source.ci_blob}
-    return {"mode": "file", "file": source.file, "sha256": source.file_sha256}
+    return {"mode": "file", "file": source.file, "sha256": source.file_sha256, "configSha256": source.config_blob,
+            "ciSha256": source.ci_blob}
 
 
 def environment_json(state: DesiredState) -> dict[str, Any] | None:

@@ -16,7 +16,7 @@ import attrs
 import git
 
 from engine.errors import GitError, ManifestInvalid
-from providers.git import GitProvider
+from providers.git import GitProvider, redact_url
 
 DEFAULT_REF = "origin/master"
 
@@ -89,7 +89,7 @@ def open_env_source(provider: GitProvider, checkout: Path, ref: str = DEFAULT_RE
     commit = provider.ref_commit(url, ref)
     reader = GitReader(provider, url, commit)
     source = ManifestSource(
-        mode="env", remote=url, ref=ref if ref.startswith("origin/") else f"origin/{ref}", commit=commit,
+        mode="env", remote=redact_url(url), ref=ref if ref.startswith("origin/") else f"origin/{ref}", commit=commit,
         deploy_blob=reader.blob_sha("deploy.json"), config_blob=reader.blob_sha("config.json"),
         ci_blob=reader.blob_sha("CI.json"))
     return reader, source
@@ -101,5 +101,12 @@ def open_file_source(deploy_file: Path, checkout: Path) -> tuple[WorkTreeReader,
     except OSError as exc:
         raise ManifestInvalid(f"cannot read {deploy_file}: {exc.strerror}", path=str(deploy_file)) from exc
     root = checkout_root(checkout)
-    source = ManifestSource(mode="file", file=str(deploy_file), file_sha256=hashlib.sha256(data).hexdigest())
-    return WorkTreeReader(root), data, source
+    reader = WorkTreeReader(root)
+    # Local mode reads the working tree: record what was read, so apply can tell it changed.
+    source = ManifestSource(mode="file", file=str(deploy_file.resolve()), file_sha256=_sha256(data),
+                            config_blob=_sha256(reader.read("config.json")), ci_blob=_sha256(reader.read("CI.json")))
+    return reader, data, source
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()

@@ -36,11 +36,14 @@ def deploy_stamp(d: DesiredService) -> dict[str, str]:
             "UNIDESK_DEPLOY_COMMIT": d.resolved_commit, "UNIDESK_DEPLOY_REQUESTED_COMMIT": d.requested_commit}
 
 
+def v1_labels(service_id: str, repo: str, commit: str, dockerfile: str | None) -> dict[str, str]:
+    """V1: the labels every artifact carries (CI stamps them, CD checks them)."""
+    return {"unidesk.ai/service-id": service_id, "unidesk.ai/source-repo": repo,
+            "unidesk.ai/source-commit": commit, "unidesk.ai/dockerfile": dockerfile or ""}
+
+
 def expected_labels(d: DesiredService) -> dict[str, str]:
-    """V1: the labels the artifact must carry."""
-    return {"unidesk.ai/service-id": d.id, "unidesk.ai/source-repo": d.repo,
-            "unidesk.ai/source-commit": d.resolved_commit,
-            "unidesk.ai/dockerfile": d.microservice.dockerfile or ""}
+    return v1_labels(d.id, d.repo, d.resolved_commit, d.microservice.dockerfile)
 
 
 def service_nodes(d: DesiredService, catalog: Catalog, source: ManifestSource, observed: Observed) -> list[Node]:

@@ -43,7 +43,6 @@ HEALTH_TIMEOUT = 20.0  # a just-recreated container needs a moment before its he
 GAVE_UP = ("container exited", "container dead")
 # Stamp steps of several services may run in parallel and read from the same git mirror cache; a
 # fetch into a bare mirror is not safe to run twice at once, so reads are serialized in-process.
-_GIT_LOCK = threading.Lock()
 
 
 @attrs.define
@@ -52,8 +51,12 @@ class ComposeHostProvider:
     shell: HostShell
     layout: ops.Layout
     catalog: Catalog | None = None
-    git: GitProvider | None = None
+    git: GitProvider = attrs.field(factory=GitProvider)  # locks each mirror itself
     _compose: list[str] | None = attrs.field(default=None, init=False)
+    # Compose v1 is not safe for two `up`s in one project at once (both create the project
+    # network); the walk runs services in parallel, so commands are serialized per project.
+    _project_locks: dict[str, threading.Lock] = attrs.field(factory=dict, init=False)
+    _locks_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
 
     name: ClassVar[str] = "compose-host"
 
@@ -66,7 +69,7 @@ class ComposeHostProvider:
         if not root:
             raise UsageError(f"host {host.id} has no composeRoot in config.json", path=f"hosts.{host.id}")
         return cls(host=host, shell=shell or shell_for(host), layout=ops.Layout(str(root)), catalog=catalog,
-                   git=git)
+                   git=git or GitProvider())
 
     def close(self) -> None:
         self.shell.close()
@@ -116,7 +119,8 @@ class ComposeHostProvider:
             if request.kind == "stamp":
                 return self._stamp(request)
             if request.kind == "recreate":
-                return ops.recreate(self.shell, self.layout, p, self._compose_command(), dry)
+                with self._project_lock(str(p["project"])):
+                    return ops.recreate(self.shell, self.layout, p, self._compose_command(), dry)
             if request.kind == "export-source":
                 return ops.export_source(self.shell, self.layout, p, request.service_id, dry, self.build_proxy())
             if request.kind == "build-image":
@@ -128,6 +132,10 @@ class ComposeHostProvider:
                               {"kind": request.kind})
         return StepResult(False, f"the compose-host provider does not execute {request.kind!r} steps",
                           {"kind": request.kind})
+
+    def _project_lock(self, project: str) -> threading.Lock:
+        with self._locks_lock:
+            return self._project_locks.setdefault(project, threading.Lock())
 
     def verify(self, request: StepRequest) -> StepResult:
         """Whether the step converged; for verify-live (and recreate's service) the live V4 check."""
@@ -168,9 +176,7 @@ class ComposeHostProvider:
     def _stamp(self, request: StepRequest) -> StepResult:
         p = request.params
         try:
-            with _GIT_LOCK:
-                self.git = self.git or GitProvider()
-                blob = self.git.read(str(p["manifestRemote"]), str(p["manifestCommit"]), str(p["file"]))
+            blob = self.git.read(str(p["manifestRemote"]), str(p["manifestCommit"]), str(p["file"]))
         except GitError as exc:
             return StepResult(False, f"cannot read {p['file']} at the manifest commit: {exc.message}",
                               {"file": p["file"], "manifestCommit": p.get("manifestCommit")})

@@ -8,11 +8,14 @@ objects at a ref, so a dirty or uncommitted file has no effect (M7).
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import re
 import subprocess
+import threading
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 import attrs
 import git
@@ -21,6 +24,15 @@ from engine.errors import CommitAmbiguous, CommitNotFound, GitError
 
 FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
 SHORT_SHA = re.compile(r"^[0-9a-f]{7,40}$")
+
+
+def redact_url(url: str) -> str:
+    """The URL without userinfo: a remote like `https://ci-token:SECRET@host/repo` is recorded
+    and printed as `https://host/repo` (P7)."""
+    parts = urlsplit(url)
+    if parts.scheme in ("http", "https") and "@" in parts.netloc:
+        return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+    return url
 
 
 def default_cache_dir() -> Path:
@@ -46,43 +58,54 @@ class GitProvider:
 
     cache_dir: Path = attrs.field(factory=default_cache_dir, converter=Path)
     _fetched: dict[str, git.Repo] = attrs.field(factory=dict, init=False)
+    _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
 
     name = "git"
 
     def mirror(self, url: str) -> git.Repo:
-        """The bare mirror of `url`, fetched once per provider instance."""
-        if url in self._fetched:
-            return self._fetched[url]
-        path = self.cache_dir / (hashlib.sha256(url.encode()).hexdigest()[:20] + ".git")
-        try:
-            if path.exists():
-                repo = git.Repo(path)
-                repo.git.fetch("--prune", "--force", "origin", "+refs/heads/*:refs/heads/*",
-                               "+refs/tags/*:refs/tags/*")
-            else:
-                path.parent.mkdir(parents=True, exist_ok=True)
-                repo = git.Repo.clone_from(url, path, mirror=True)
-        except git.GitCommandError as exc:
-            raise GitError(f"cannot fetch {url}: {exc.stderr.strip() or exc}", path=url) from exc
-        self._fetched[url] = repo
-        return repo
+        """The bare mirror of `url`, fetched once per provider instance.
+
+        Mirrors are keyed by the redacted URL: cloned once with the real one, later fetched through
+        the mirror's own remote, so a plan that records only redacted URLs can still be applied.
+        """
+        key = redact_url(url)
+        with self._lock:
+            if key in self._fetched:
+                return self._fetched[key]
+            path = self.cache_dir / (hashlib.sha256(key.encode()).hexdigest()[:20] + ".git")
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with open(path.with_suffix(".lock"), "w") as guard:
+                fcntl.flock(guard, fcntl.LOCK_EX)  # one fetch per mirror, across processes too
+                try:
+                    if path.exists():
+                        repo = git.Repo(path)
+                        repo.git.fetch("--prune", "--force", "origin", "+refs/heads/*:refs/heads/*",
+                                       "+refs/tags/*:refs/tags/*")
+                    else:
+                        repo = git.Repo.clone_from(url, path, mirror=True)
+                except git.GitCommandError as exc:
+                    detail = (exc.stderr or "").strip().replace(url, key) or type(exc).__name__
+                    raise GitError(f"cannot fetch {key}: {detail}", path=key) from None
+            self._fetched[key] = repo
+            return repo
 
     def resolve(self, url: str, commit: str, *, path: str | None = None) -> str:
         """The full SHA of `commit` (a unique short or full SHA) in the remote (M5)."""
-        where = path or url
+        where = path or redact_url(url)
+        url_shown = redact_url(url)
         if not SHORT_SHA.match(commit):
             raise CommitNotFound(f"{commit!r} is not a hex commit id of 7 to 40 characters", path=where)
         repo = self.mirror(url)
         if FULL_SHA.match(commit):
             if _object_type(repo, commit) != "commit":
-                raise CommitNotFound(f"commit {commit} does not exist in {url}", path=where)
+                raise CommitNotFound(f"commit {commit} does not exist in {url_shown}", path=where)
             return commit
         candidates = [c for c in _disambiguate(repo, commit) if _object_type(repo, c) == "commit"]
         if not candidates:
-            raise CommitNotFound(f"no commit {commit} in {url}", path=where)
+            raise CommitNotFound(f"no commit {commit} in {url_shown}", path=where)
         if len(candidates) > 1:
             raise CommitAmbiguous(
-                f"short SHA {commit} is ambiguous in {url}: {', '.join(sorted(candidates))}",
+                f"short SHA {commit} is ambiguous in {url_shown}: {', '.join(sorted(candidates))}",
                 path=where, details={"candidates": sorted(candidates)})
         return candidates[0]
 
@@ -93,7 +116,7 @@ class GitProvider:
         try:
             return str(repo.git.rev_parse("--verify", "--quiet", f"refs/heads/{branch}^{{commit}}"))
         except git.GitCommandError as exc:
-            raise GitError(f"remote ref {ref} does not exist in {url}", path=ref) from exc
+            raise GitError(f"remote ref {ref} does not exist in {redact_url(url)}", path=ref) from exc
 
     def read(self, url: str, commit: str, path: str) -> Blob:
         """The file at `path` in `commit`, read from git objects."""
@@ -101,7 +124,7 @@ class GitProvider:
         try:
             blob_sha = repo.git.rev_parse("--verify", "--quiet", f"{commit}:{path}")
         except git.GitCommandError as exc:
-            raise GitError(f"{path} does not exist at {commit[:12]} in {url}", path=path) from exc
+            raise GitError(f"{path} does not exist at {commit[:12]} in {redact_url(url)}", path=path) from exc
         data = subprocess.run(["git", "-C", repo.git_dir, "cat-file", "blob", blob_sha],
                               check=True, capture_output=True).stdout
         return Blob(path=path, data=data, blob_sha=blob_sha, commit=commit)
@@ -114,7 +137,7 @@ class GitProvider:
             args.append(prefix)
         proc = subprocess.run(args, capture_output=True)
         if proc.returncode != 0:
-            raise GitError(f"git archive {commit[:12]} failed: {proc.stderr.decode().strip()}", path=url)
+            raise GitError(f"git archive {commit[:12]} failed: {proc.stderr.decode().strip()}", path=redact_url(url))
         return proc.stdout
 
 

@@ -11,6 +11,7 @@ import docker
 import docker.errors
 
 from engine.catalog import Host
+from engine.errors import UdeployError
 from engine.provider_api import ProviderUnreachable
 
 
@@ -78,5 +79,7 @@ class ImageBuilder:
             client.close()
 
 
-class BuildFailed(ProviderUnreachable):
+class BuildFailed(UdeployError, RuntimeError):
+    """The Dockerfile did not build: the commit's problem, not the builder's."""
+
     code = "build-failed"

@@ -20,7 +20,6 @@ built and nothing comes from the internet.
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -49,7 +48,6 @@ from providers.registry import RegistryProvider
 
 HEALTH_TIMEOUT = 20.0  # a just-rolled-out pod may need a moment before its health answers
 DEFAULT_REGISTRY = "127.0.0.1:5000"
-_GIT_LOCK = threading.Lock()  # a fetch into one bare mirror must not run twice at once
 
 
 @attrs.define
@@ -58,7 +56,7 @@ class K3sNativeProvider:
     kube: facts.Kube
     ctr: Ctr
     registry: RegistryProvider
-    git: GitProvider | None = None
+    git: GitProvider = attrs.field(factory=GitProvider)  # locks each mirror itself
 
     name: ClassVar[str] = "k3s-native"
 
@@ -77,7 +75,8 @@ class K3sNativeProvider:
                              "uses a default containerd (E2)", path=f"hosts.{host.id}.containerdSocket")
         registry = str(host.settings.get("registry") or (catalog.registry if catalog else DEFAULT_REGISTRY))
         return cls(host=host, kube=facts.Kube(str(kubeconfig), host.settings.get("kubeContext"), host.id),
-                   ctr=Ctr(str(socket), host.id), registry=RegistryProvider(registry=registry), git=git)
+                   ctr=Ctr(str(socket), host.id), registry=RegistryProvider(registry=registry),
+                   git=git or GitProvider())
 
     def close(self) -> None:
         self.kube.close()
@@ -181,9 +180,7 @@ class K3sNativeProvider:
     def _manifest(self, p: Mapping[str, Any]) -> bytes | StepResult:
         """The manifest at the plan's manifest commit, read from git objects (never a working tree)."""
         try:
-            with _GIT_LOCK:
-                self.git = self.git or GitProvider()
-                return self.git.read(str(p["manifestRemote"]), str(p["manifestCommit"]), str(p["manifest"])).data
+            return self.git.read(str(p["manifestRemote"]), str(p["manifestCommit"]), str(p["manifest"])).data
         except GitError as exc:
             return StepResult(False, f"cannot read {p['manifest']} at the manifest commit: {exc.message}",
                               {"manifest": p["manifest"], "manifestCommit": p.get("manifestCommit")})

@@ -128,6 +128,12 @@ def refusals(objects: Sequence[K8sObject], namespace: str, *, allow_namespace: b
     return out
 
 
+# Applied only when absent. A Secret in a manifest is a template with placeholder values: the real
+# values are synced into it later, so re-applying the template would reset them. Jobs and claims
+# are immutable once created.
+CREATE_ONLY_KINDS = frozenset({"Secret", "Job", "PersistentVolumeClaim"})
+
+
 def _apply_all(kube: facts.Kube, objects: Sequence[K8sObject], namespace: str, path: str, dry_run: bool,
                stamped: set[str]) -> StepResult:
     ns_exists = kube.get(facts.object_path("v1", "Namespace", None, namespace)) is not None
@@ -136,6 +142,9 @@ def _apply_all(kube: facts.Kube, objects: Sequence[K8sObject], namespace: str, p
         body = _body(o, namespace)
         where = facts.object_path(str(body.get("apiVersion", "v1")), o.kind, namespace, o.name)
         live = kube.get(where) if ns_exists else None
+        if o.kind in CREATE_ONLY_KINDS and live is not None:
+            applied.append({"ref": o.ref, "action": "kept (create-only: never overwritten by its template)"})
+            continue
         if o.kind == "Deployment" and o.name in stamped and live is not None:
             body = keep_live_stamp(body, live)
         if dry_run and not ns_exists and o.kind != "Namespace":
