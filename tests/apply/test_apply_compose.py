@@ -60,6 +60,8 @@ def test_K1_O6_C3_saved_plan_applies_then_replan_is_noop(lab: Lab, tmp_path: Pat
     assert again["graph"]["nodes"] == []
     check = lab.cli("check", "--env", "prod", *SERVICES)
     assert check.exit_code == 0 and check.json["inSync"] is True
+    spent = apply(lab, str(tmp_path / "plan.json"))  # a plan is applied once; its observations are history
+    assert spent.exit_code == 4 and "already applied" in spent.json["error"]["message"]
 
 
 def test_O6_force_redeploys_a_matching_service(lab: Lab, tmp_path: Path) -> None:
@@ -260,3 +262,24 @@ def test_O1_O6_detach_returns_the_job_id_and_job_status_follows_it(lab: Lab, tmp
     listed = lab.cli("job", "list", *lab.apply_args()).json["jobs"]
     assert job_id in [j["jobId"] for j in listed]
     assert "findjob" in lab.containers("D601")
+
+
+def test_O5_check_reports_a_blocked_service_that_differs(lab: Lab) -> None:
+    r = lab.cli("check", "--env", "prod", "--service", "met-nonlinear")
+    assert r.exit_code == 2
+    assert r.json["inSync"] is False and r.json["differ"] == ["met-nonlinear"]
+    assert r.json["services"][0]["action"] == "blocked"
+
+
+def test_local_mode_plan_is_stale_when_config_json_changes_in_the_tree(lab: Lab, tmp_path: Path) -> None:
+    doc = lab.sample.deploy_json()
+    local = tmp_path / "adapter.json"
+    local.write_text(json.dumps({"schemaVersion": 2, "environments": {"prod": {"services": [
+        s for s in doc["environments"]["prod"]["services"] if s["id"] == "k3sctl-adapter"]}}}))
+    r = lab.cli("plan", "--file", str(local), "--no-refresh", "-out", str(tmp_path / "p.json"))
+    assert r.exit_code == 0, r.stdout
+    assert r.json["manifest"]["file"] == str(local.resolve()) and r.json["manifest"]["configSha256"]
+    config = lab.sample.clone / "config.json"
+    config.write_text(config.read_text() + "\n")  # an uncommitted edit in the working tree
+    refused = apply(lab, str(tmp_path / "p.json"))
+    assert refused.exit_code == 4 and refused.json["error"]["path"] == "config.json"

@@ -46,3 +46,20 @@ def test_K1_C2_C3_V4_dev_environment_from_empty_to_verified_then_noop(
     assert {i["action"] for s, i in again.items() if s not in deploying} <= {"blocked", "gated"}
     pods = empty_dev_namespace.list_namespaced_pod("unidesk-dev").items
     assert len(pods) >= 8  # the k3s consumers really run
+
+
+def test_runtime_secret_synced_after_the_foundation_survives_every_later_deploy(
+        lab: Lab, empty_dev_namespace: client.CoreV1Api, tmp_path: Path) -> None:
+    """The foundation's Secret is a template of placeholders; once the real values are synced
+    into it, re-applying the foundation (every dev deploy requires it) must not reset them."""
+    lab.publish("mdtodo", lab.sample.commits["frontend-v2"])
+    assert lab.cli("apply", "--env", "dev", "--service", "mdtodo", *lab.apply_args()).exit_code == 0
+    empty_dev_namespace.patch_namespaced_secret("unidesk-dev-runtime-secrets", "unidesk-dev",
+                                                {"stringData": {"POSTGRES_PASSWORD": "synced-real-value"}})
+    before = empty_dev_namespace.read_namespaced_secret("unidesk-dev-runtime-secrets", "unidesk-dev").data
+    r = lab.cli("apply", "--env", "dev", "--service", "mdtodo", "--force", *lab.apply_args())
+    assert r.exit_code == 0, r.stdout
+    after = empty_dev_namespace.read_namespaced_secret("unidesk-dev-runtime-secrets", "unidesk-dev").data
+    assert after == before and after["POSTGRES_PASSWORD"] != ""
+    log = lab.cli("job", "status", r.json["jobId"], "--tail-bytes", "100000", *lab.apply_args()).json["logTail"]
+    assert "Secret/unidesk-dev-runtime-secrets kept" in log

@@ -230,3 +230,18 @@ def test_errors_write_nothing(sample: SampleRepo, cli: Cli, tmp_path: Path) -> N
     r = cli("plan", "--env", "dev", "--no-refresh", "-out", str(out))
     assert r.exit_code == 1 and not out.exists()
     assert not list(tmp_path.glob("plan.json*"))
+
+
+def test_P7_credentials_in_the_remote_url_are_never_recorded_or_printed(sample: SampleRepo, cli: Cli) -> None:
+    secret_url = "https://ci-token:s3cr3t-Tk9@github.com/pikasTech/unidesk"
+    gitconfig = sample.env["GIT_CONFIG_GLOBAL"]
+    sample.repo.git.config("--file", gitconfig, "--add", f"url.{sample.origin_url}.insteadOf", secret_url)
+    sample.repo.git.remote("set-url", "origin", secret_url)
+    r = cli("plan", "--env", "dev", "--no-refresh")
+    assert r.exit_code == 0, r.stdout
+    assert "s3cr3t" not in r.stdout + r.stderr
+    assert r.json["manifest"]["remote"] == "https://github.com/pikasTech/unidesk"
+    sample.repo.git.remote("set-url", "origin", "https://ci-token:s3cr3t-Tk9@github.com/pikasTech/nowhere")
+    failed = cli("plan", "--env", "dev", "--no-refresh")
+    assert failed.exit_code == 1 and failed.json["error"]["code"] == "git-error"
+    assert "s3cr3t" not in failed.stdout + failed.stderr
