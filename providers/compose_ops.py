@@ -140,10 +140,11 @@ def stamp(shell: HostShell, layout: Layout, params: Mapping[str, Any], compose_y
 
 
 def _copy_secret_lines(shell: HostShell, source: str, staged: str, dest: str, keys: Sequence[str]) -> Any:
-    """On the host: append the keys' lines from the secret file to the staged env file, then move it."""
+    """On the host: append the keys' lines from the secret file to the staged env file, then move it.
+    A failure removes the staged file, which may already hold secret lines."""
     pattern = "^[ \t]*(export[ \t]+)?(" + "|".join(keys) + ")="
-    script = ('grep -E "$3" "$1" | sed -E "s/^[ \t]*(export[ \t]+)?//" >> "$2" && chmod 600 "$2" '
-              '&& mv -f "$2" "$4"')
+    script = ('{ grep -E "$3" "$1" | sed -E "s/^[ \t]*(export[ \t]+)?//" >> "$2" && chmod 600 "$2" '
+              '&& mv -f "$2" "$4"; } || { rc=$?; rm -f "$2"; exit $rc; }')
     return shell.run(script, source, staged, pattern, dest, timeout=30)
 
 
