@@ -53,8 +53,9 @@ class ComposeHostProvider:
     catalog: Catalog | None = None
     git: GitProvider = attrs.field(factory=GitProvider)  # locks each mirror itself
     _compose: list[str] | None = attrs.field(default=None, init=False)
-    # Compose v1 is not safe for two `up`s in one project at once (both create the project
-    # network); the walk runs services in parallel, so commands are serialized per project.
+    # The walk runs services in parallel, but a project's compose file is shared and Compose v1 is
+    # not safe for two `up`s in one project (both create its network): stamp and recreate are
+    # serialized per project.
     _project_locks: dict[str, threading.Lock] = attrs.field(factory=dict, init=False)
     _locks_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
 
@@ -116,8 +117,9 @@ class ComposeHostProvider:
         try:
             if request.kind == "transfer-image":
                 return ops.transfer_image(self.shell, p, dry)
-            if request.kind == "stamp":
-                return self._stamp(request)
+            if request.kind == "stamp":  # rewrites the project's shared compose file
+                with self._project_lock(str(p["project"])):
+                    return self._stamp(request)
             if request.kind == "recreate":
                 with self._project_lock(str(p["project"])):
                     return ops.recreate(self.shell, self.layout, p, self._compose_command(), dry)

@@ -20,6 +20,7 @@ from __future__ import annotations
 import io
 import os
 import posixpath
+import secrets
 import shlex
 import subprocess
 import threading
@@ -156,7 +157,7 @@ class LocalShell:
 
     def write_file(self, path: str, data: bytes, mode: int = 0o644) -> None:
         os.makedirs(os.path.dirname(path), exist_ok=True)
-        tmp = f"{path}.udeploy-tmp"
+        tmp = f"{path}.udeploy-tmp-{secrets.token_hex(4)}"  # unique: writers may run in parallel
         with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode), "wb") as f:
             f.write(data)
         os.chmod(tmp, mode)
@@ -273,7 +274,7 @@ class SshShell:
             return self._sftp
 
     def write_file(self, path: str, data: bytes, mode: int = 0o644) -> None:
-        sftp, tmp = self.sftp(), f"{path}.udeploy-tmp"
+        sftp, tmp = self.sftp(), f"{path}.udeploy-tmp-{secrets.token_hex(4)}"
 
         def write() -> None:
             self._makedirs(posixpath.dirname(path))
