@@ -59,9 +59,20 @@ def test_M7_a_pushed_pin_is_read_after_a_fetch(sample: SampleRepo, cli: Cli) -> 
 
 
 def test_M8_ref_is_never_inferred_from_the_local_branch(sample: SampleRepo, cli: Cli) -> None:
+    master_pin = sample.commits["frontend-v2"]
     sample.repo.git.checkout("-b", "release/v1")
-    doc = cli("plan", "--env", "prod", "--no-refresh").json
-    assert doc["manifest"]["ref"] == "origin/master"
+    doc = sample.deploy_json()
+    next(s for s in doc["environments"]["prod"]["services"] if s["id"] == "frontend")["commitId"] = \
+        sample.commits["initial"]
+    (sample.clone / "deploy.json").write_text(json.dumps(doc, indent=2))
+    sample.repo.git.commit("-am", "release/v1: another frontend pin")
+    sample.repo.git.push("origin", "release/v1")
+    on_branch = cli("plan", "--env", "prod", "--no-refresh")  # checked out on release/v1, pushed too
+    assert on_branch.json["manifest"]["ref"] == "origin/master"
+    assert services_by_id(on_branch.json)["frontend"]["resolvedCommit"] == master_pin
+    named = cli("plan", "--env", "prod", "--no-refresh", "--ref", "origin/release/v1")  # only when asked
+    assert named.json["manifest"]["ref"] == "origin/release/v1"
+    assert services_by_id(named.json)["frontend"]["resolvedCommit"] == sample.commits["initial"]
 
 
 @pytest.mark.parametrize("env", ["dev-v1", "staging"])
