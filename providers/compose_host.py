@@ -1,8 +1,9 @@
 """The compose-host provider: one config.json host running Docker + Compose, locally or over SSH.
 
-Readers live in `compose_facts`, executors in `compose_ops`, the host transport in `hostshell`;
-this module routes plan steps to them and owns verification (V4): a step has converged only when
-the running container's image labels, its stamped env and its health all report the requested
+Readers live in `compose_facts`, executors in `compose_ops` (deploys) and `compose_build`
+(target-side builds), the host transport in `hostshell`. This module routes plan steps to them
+and owns verification (V4): a step has converged only when the running container's image labels,
+its stamped env and its health all report the requested
 commit. A healthy service running another commit fails verification.
 
 Target-side builds (B3): on a provider-role host (`role: provider`) export-source and build-image
@@ -34,6 +35,7 @@ from engine.provider_api import (
     StepRequest,
     StepResult,
 )
+from providers import compose_build as builds
 from providers import compose_facts as facts
 from providers import compose_ops as ops
 from providers.git import GitProvider
@@ -124,9 +126,9 @@ class ComposeHostProvider:
                 with self._project_lock(str(p["project"])):
                     return ops.recreate(self.shell, self.layout, p, self._compose_command(), dry)
             if request.kind == "export-source":
-                return ops.export_source(self.shell, self.layout, p, request.service_id, dry, self.build_proxy())
+                return builds.export_source(self.shell, self.layout, p, request.service_id, dry, self.build_proxy())
             if request.kind == "build-image":
-                return ops.build_image(self.shell, self.layout, p, request.service_id, dry, self.build_proxy())
+                return builds.build_image(self.shell, self.layout, p, request.service_id, dry, self.build_proxy())
             if request.kind == "verify-live":
                 return self._verify_live(request, wait=not dry)
         except docker.errors.DockerException as exc:
@@ -149,7 +151,7 @@ class ComposeHostProvider:
             return StepResult(False, f"verify {request.kind} on {self.host.id}: Docker engine error: {exc}",
                               {"kind": request.kind})
 
-    def build_proxy(self) -> ops.BuildProxy | None:
+    def build_proxy(self) -> builds.BuildProxy | None:
         """B3: a provider host fetches and builds only through its node-local egress proxy; a
         main-server host builds directly. A provider host without one is a configuration error,
         never a reason to go to the internet directly."""
@@ -166,7 +168,7 @@ class ComposeHostProvider:
                 raise UsageError(f"provider host {self.host.id} has no egressProbeUrl in config.json",
                                  path=f"hosts.{self.host.id}.egressProbeUrl")
             probe = f"http://{self.catalog.registry}/v2/"
-        return ops.BuildProxy(proxy=str(proxy), probe_url=str(probe))
+        return builds.BuildProxy(proxy=str(proxy), probe_url=str(probe))
 
     # -- internals
 

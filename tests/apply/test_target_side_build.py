@@ -28,8 +28,8 @@ import pytest
 
 from engine.catalog import Host
 from engine.provider_api import StepRequest
+from providers.compose_build import PROXY_VARIABLES
 from providers.compose_host import ComposeHostProvider
-from providers.compose_ops import PROXY_VARIABLES
 from tests.apply.conftest import COMPOSE_ROOTS, ENGINES, REPO, Lab
 
 ADAPTER = "k3sctl-adapter"
