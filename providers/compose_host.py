@@ -3,8 +3,8 @@
 Readers live in `compose_facts`, executors in `compose_ops` (deploys) and `compose_build`
 (target-side builds), the host transport in `hostshell`. This module routes plan steps to them
 and owns verification (V4): a step has converged only when the running container's image labels,
-its stamped env and its health all report the requested
-commit. A healthy service running another commit fails verification.
+its stamped env and its health all report the requested commit. A healthy service running
+another commit fails verification.
 
 Target-side builds (B3): on a provider-role host (`role: provider`) export-source and build-image
 first probe through the host's node-local egress proxy (`egressProxy`, probing `egressProbeUrl`,
