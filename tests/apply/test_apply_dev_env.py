@@ -3,6 +3,7 @@ native k3s (K1, K2, C2, C3, V4, P1), then a re-plan is all noop."""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 from kubernetes import client
@@ -63,3 +64,25 @@ def test_runtime_secret_synced_after_the_foundation_survives_every_later_deploy(
     assert after == before and after["POSTGRES_PASSWORD"] != ""
     log = lab.cli("job", "status", r.json["jobId"], "--tail-bytes", "100000", *lab.apply_args()).json["logTail"]
     assert "Secret/unidesk-dev-runtime-secrets kept" in log
+
+
+def test_O6_dry_run_leaves_engines_containerd_and_the_api_as_they_were(
+        lab: Lab, empty_dev_namespace: client.CoreV1Api) -> None:
+    for sid in ("backend-core", "findjob"):
+        lab.publish(sid, lab.sample.commits["frontend-v2"])
+
+    def containerd_images() -> str:
+        return subprocess.run(["ctr", "--address", "/run/udeploy-lab/k3s/containerd.sock", "-n", "k8s.io", "images",
+                               "ls", "-q"], capture_output=True, text=True, check=True).stdout
+
+    def namespaces() -> list[str]:
+        return sorted(n.metadata.name for n in empty_dev_namespace.list_namespace().items)
+
+    before = (lab.engine_snapshot(), containerd_images(), namespaces())
+    r = lab.cli("apply", "--env", "dev", "--service", "backend-core", "--service", "findjob", "--dry-run",
+                *lab.apply_args())
+    assert r.exit_code == 0, r.stdout + r.stderr
+    assert r.json["dryRun"] is True and r.json["state"] == "succeeded"
+    assert "would" in r.stderr
+    assert (lab.engine_snapshot(), containerd_images(), namespaces()) == before
+    assert "unidesk-dev" not in namespaces()
