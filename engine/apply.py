@@ -28,7 +28,7 @@ from engine.observe import Observations, ProviderPool, observe, runtime_target
 from engine.plan import Action, Node, Plan, StepKind
 from engine.planfile import PlanStale, to_document
 from engine.planner import guard_context, request_from_json
-from engine.provider_api import ObserveRequest, RuntimeState, StepRequest
+from engine.provider_api import ObserveRequest, StepRequest
 from engine.source import open_file_source, origin_url
 from providers.git import GitProvider, redact_url
 
@@ -222,7 +222,7 @@ def _walk(plan: Plan, state: DesiredState, options: ApplyOptions, pool: Provider
         job.node(node_id, "running")
         job.log(f"start {node_id} ({where})")
         progress(f"{node_id}: running ({where})")
-        provider = pool.get(node.provider, node.host)
+        provider = pool.executor(node.provider, node.host)
         request = StepRequest(node_id=node.id, kind=node.kind.value, service_id=node.service or "",
                               params=node.params, dry_run=options.dry_run)
         try:
@@ -289,7 +289,7 @@ def _runtime_after(pool: ProviderPool, state: DesiredState, node: Node) -> str |
     if d is None or where is None:
         return None
     host, target = where
-    found: RuntimeState = pool.for_host(host).observe(
+    found = pool.runtime(host).observe(
         ObserveRequest(service_id=d.id, target=target, health_path=d.microservice.health_path, read_health=False))
     return found.fingerprint
 

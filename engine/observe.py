@@ -10,15 +10,28 @@ import threading
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import Any
+from typing import Any, TypeVar
 
 import attrs
 
 from engine.catalog import Catalog, ComposeTarget, Host, RuntimeSecretsPolicy
 from engine.desired import DesiredService, DesiredState
 from engine.items import deployment_path
-from engine.provider_api import ArtifactState, ObserveRequest, RuntimeState, provider_class
+from engine.provider_api import (
+    ArtifactReader,
+    ArtifactState,
+    ObserveRequest,
+    Provider,
+    ProviderCapabilityMissing,
+    RuntimeChecks,
+    RuntimeState,
+    SecretReader,
+    StepExecutor,
+    provider_class,
+)
 from engine.upstream import UpstreamArtifact, UpstreamState, for_service, observe_upstream
+
+T = TypeVar("T")
 
 
 @attrs.frozen
@@ -37,7 +50,7 @@ class ProviderPool:
         self._lock = threading.Lock()
         self._built: dict[str, Any] = {}
 
-    def get(self, provider: str, host_id: str | None) -> Any:
+    def get(self, provider: str, host_id: str | None) -> object:
         key = f"{provider}@{host_id}"
         with self._lock:
             if key not in self._built:
@@ -45,8 +58,29 @@ class ProviderPool:
                 self._built[key] = provider_class(provider).build(host, self.catalog)
             return self._built[key]
 
-    def for_host(self, host_id: str) -> Any:
-        return self.get(self.catalog.hosts[host_id].provider, host_id)
+    # mypy cannot take a Protocol as type[T] (python/mypy#4717): the accessors below ignore
+    # `type-abstract`; the isinstance check here is what enforces the capability at run time.
+    def _capable(self, provider: str, host_id: str | None, capability: type[T]) -> T:
+        found = self.get(provider, host_id)
+        if not isinstance(found, capability):
+            raise ProviderCapabilityMissing(f"provider {provider!r} (host {host_id}) cannot serve as "
+                                            f"{capability.__name__}", path=host_id or provider)
+        return found
+
+    def executor(self, provider: str, host_id: str | None) -> StepExecutor:
+        return self._capable(provider, host_id, StepExecutor)  # type: ignore[type-abstract]
+
+    def artifacts(self) -> ArtifactReader:
+        return self._capable("registry", None, ArtifactReader)  # type: ignore[type-abstract]
+
+    def runtime(self, host_id: str) -> Provider:
+        return self._capable(self.catalog.hosts[host_id].provider, host_id, Provider)  # type: ignore[type-abstract]
+
+    def secrets(self, host_id: str) -> SecretReader:
+        return self._capable(self.catalog.hosts[host_id].provider, host_id, SecretReader)  # type: ignore[type-abstract]
+
+    def checks(self, host_id: str) -> RuntimeChecks:
+        return self._capable(self.catalog.hosts[host_id].provider, host_id, RuntimeChecks)  # type: ignore[type-abstract]
 
     def close(self) -> None:
         """Close what the providers opened (SSH connections, Docker and Kubernetes clients)."""
@@ -104,24 +138,20 @@ def observe(state: DesiredState, pool: ProviderPool, *, parallelism: int = 10) -
 
 
 def _read_artifact(pool: ProviderPool, image: str) -> ArtifactState:
-    state: ArtifactState = pool.get("registry", None).artifact(image)
-    return state
+    return pool.artifacts().artifact(image)
 
 
 def _read_upstream(pool: ProviderPool, art: UpstreamArtifact) -> UpstreamState:
-    return observe_upstream(art, pool.get("registry", None))
+    return observe_upstream(art, pool.artifacts())
 
 
 def _read_runtime(pool: ProviderPool, host_id: str, request: ObserveRequest) -> RuntimeState:
-    state: RuntimeState = pool.for_host(host_id).observe(request)
-    return state
+    return pool.runtime(host_id).observe(request)
 
 
 def _read_secrets(pool: ProviderPool, host_id: str, policy: RuntimeSecretsPolicy, project: str) -> Mapping[str, Any]:
     """P7: key names, booleans and lengths from the host's secret source; never a value."""
-    found: Mapping[str, Any] = pool.for_host(host_id).secret_presence(policy.secret_source, list(policy.required_keys),
-                                                                      project=project)
-    return found
+    return pool.secrets(host_id).secret_presence(policy.secret_source, list(policy.required_keys), project=project)
 
 
 def _job(into: dict[str, Any], key: str, read: Callable[[], Any]) -> Callable[[], None]:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from importlib.metadata import entry_points
 from typing import Any, ClassVar, Protocol, runtime_checkable
 
@@ -121,14 +121,54 @@ class StepResult:
 
 
 @runtime_checkable
-class Provider(Protocol):
+class StepExecutor(Protocol):
+    """Performs plan steps. Every provider that owns a node kind implements it."""
+
+    def execute(self, request: StepRequest) -> StepResult: ...
+
+
+@runtime_checkable
+class Provider(StepExecutor, Protocol):
+    """A runtime provider (compose-host, k3s-native): reads a service's live state, runs its steps,
+    proves they converged."""
+
     name: ClassVar[str]
 
     def observe(self, request: ObserveRequest) -> RuntimeState: ...
 
-    def execute(self, request: StepRequest) -> StepResult: ...
-
     def verify(self, request: StepRequest) -> StepResult: ...
+
+
+# Capabilities the engine asks some providers for, beside the core protocol. The pool checks them
+# when it hands a provider out, so a provider without one fails with a clear error.
+
+@runtime_checkable
+class ArtifactReader(Protocol):
+    """Reads an artifact from an OCI registry (digest and config labels, never layers)."""
+
+    def artifact(self, image: str) -> ArtifactState: ...
+
+
+@runtime_checkable
+class SecretReader(Protocol):
+    """P7: key names, booleans and lengths of a host's secret source; never a value."""
+
+    def secret_presence(self, source: str, keys: list[str], project: str) -> Mapping[str, Any]: ...
+
+
+@runtime_checkable
+class RuntimeChecks(Protocol):
+    """E3 and E5, run by `udeploy check` on a k3s host."""
+
+    def pause_image_check(self, image: str | None = None) -> dict[str, Any]: ...
+
+    def code_queue_diagnostics(self, namespace: str, deployments: Sequence[str], scheduler_service: str,
+                               scheduler_port: int | str | None = None, health_path: str = "/health"
+                               ) -> dict[str, Any]: ...
+
+
+class ProviderCapabilityMissing(UdeployError, TypeError):
+    code = "provider-capability-missing"
 
 
 def provider_class(name: str) -> type[Any]:

@@ -18,14 +18,14 @@ def run_checks(state: DesiredState, pool: ProviderPool) -> list[dict[str, Any]]:
     k3s_hosts = sorted({d.environment.target.host for d in state.services
                         if d.environment and d.environment.target and d.environment.target.k3s})
     for host in k3s_hosts:
-        result = pool.for_host(host).pause_image_check()
+        result = pool.checks(host).pause_image_check()
         results.append({"check": "E3", "host": host, **result})
     for d in state.services:
         diag = d.environment.diagnostics if d.environment else None
         target = d.environment.target if d.environment else None
         if not diag or target is None or target.k3s is None:
             continue
-        result = pool.for_host(target.host).code_queue_diagnostics(
+        result = pool.checks(target.host).code_queue_diagnostics(
             target.k3s.namespace, list(diag["dependencies"]), str(diag["schedulerService"]),
             diag.get("schedulerPort"), d.microservice.health_path)
         results.append({"check": "E5", "service": d.id, "ok": result.get("status") == "ok", **result})

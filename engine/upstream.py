@@ -19,6 +19,7 @@ import attrs
 from engine.catalog import Catalog, Microservice, parse_catalog
 from engine.errors import ServiceNotFound
 from engine.jsonschema_check import parse_json
+from engine.provider_api import ArtifactReader
 from engine.source import DEFAULT_REF, open_env_source
 from providers.git import GitProvider
 from providers.registry import RegistryProvider
@@ -118,7 +119,7 @@ class UpstreamState:
     upstream_reachable: bool | None  # read only when the mirror is missing
 
 
-def observe_upstream(art: UpstreamArtifact, registry: RegistryProvider) -> UpstreamState:
+def observe_upstream(art: UpstreamArtifact, registry: ArtifactReader) -> UpstreamState:
     if art.mirror_image and registry.artifact(art.mirror_image).exists:
         return UpstreamState(mirrored=True, upstream_reachable=None)
     return UpstreamState(mirrored=False, upstream_reachable=RegistryProvider(registry=art.upstream_registry).health())

@@ -34,3 +34,23 @@ def test_K3_a_newly_installed_provider_is_found_without_engine_changes(tmp_path:
 def test_K3_unknown_provider_is_a_clear_error() -> None:
     with pytest.raises(ProviderNotFound, match="udeploy.providers"):
         provider_class("no-such-provider")
+
+
+def test_K3_a_provider_without_a_capability_gets_a_clear_error() -> None:
+    """The pool checks what it hands out: a Compose host has no k3s runtime checks (E3/E5)."""
+    import json
+
+    from engine.catalog import parse_catalog
+    from engine.observe import ProviderPool
+    from engine.provider_api import ProviderCapabilityMissing
+
+    sample = Path(__file__).resolve().parents[2] / "fixtures" / "unidesk-sample"
+    catalog = parse_catalog(json.loads((sample / "config.json").read_text()),
+                            json.loads((sample / "CI.json").read_text()))
+    pool = ProviderPool(catalog)
+    try:
+        assert pool.runtime("D601").name == "compose-host"
+        with pytest.raises(ProviderCapabilityMissing, match="RuntimeChecks"):
+            pool.checks("D601")
+    finally:
+        pool.close()
