@@ -64,6 +64,8 @@ def plan(
     """Resolve the desired state, read what is live, diff and run the guardrails; print the plan."""
 
     def run() -> int:
+        if fmt not in ("json", "text", "markdown"):  # before any work, and before -out writes anything
+            raise UsageError(f"--format must be json, text or markdown, not {fmt!r}", path="--format")
         request = Request(env=env, file=file, services=tuple(service or ()), commit=commit,
                           checkout=repo, ref=ref)
         progress("planning" + (" (reading live state)" if refresh else " offline (--no-refresh)"))

@@ -7,6 +7,7 @@ the job in the background; `job status` follows it.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -31,7 +32,7 @@ from engine.cli_common import (
 )
 from engine.desired import Request
 from engine.errors import ExitCode, PolicyRefused, UdeployError, UsageError
-from engine.jobs import Job, default_state_dir, list_jobs, new_job_id
+from engine.jobs import Job, JobNotFound, default_state_dir, list_jobs, new_job_id, pid_alive
 from engine.lock import read_lock, release
 from engine.plan import Action, Plan
 from engine.planfile import make_converter, read_plan, write_plan
@@ -139,6 +140,9 @@ def _detach(plan: Plan, path: Path | None, state: Path, repo: Path, dry_run: boo
     with open(state / "jobs" / f"{job_id}.out", "ab") as out:
         child = subprocess.Popen(args, stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True,
                                  env=os.environ.copy())
+    # Until the child has created the job (after the lock and the trust checks), `job status`
+    # answers from this launch record, so a child that dies early is reported, not lost.
+    (state / "jobs" / f"{job_id}.launch.json").write_text(json.dumps({"jobId": job_id, "pid": child.pid}))
     emit({"jobId": job_id, "state": "started", "pid": child.pid, "statusCommand": f"udeploy job status {job_id}"})
     return int(ExitCode.OK)
 
@@ -163,13 +167,27 @@ def job_status(
     """A job's state, per-node progress and a bounded tail of its log."""
 
     def run() -> int:
-        j = Job.open(state_dir or default_state_dir(), job)
-        doc = j.status()
-        doc["logTail"] = j.tail(tail_bytes)
-        emit(doc)
+        emit(job_status_doc(state_dir or default_state_dir(), job, tail_bytes))
         return 0
 
     guarded(run)
+
+
+def job_status_doc(state: Path, job_id: str, tail_bytes: int) -> dict[str, object]:
+    try:
+        j = Job.open(state, job_id)
+    except JobNotFound:
+        launch = state / "jobs" / f"{job_id}.launch.json"
+        if not launch.exists():
+            raise
+        pid = int(json.loads(launch.read_text())["pid"])
+        out = (state / "jobs" / f"{job_id}.out").read_bytes()[-tail_bytes:] if tail_bytes else b""
+        return {"jobId": job_id, "state": "starting" if pid_alive(pid) else "died", "pid": pid, "nodes": {},
+                "note": "the detached apply has not created its job yet (lock and trust checks come first)",
+                "logTail": out.decode(errors="replace")}
+    doc = j.status()
+    doc["logTail"] = j.tail(tail_bytes)
+    return doc
 
 
 @job_app.command("list")

@@ -252,7 +252,7 @@ def test_O1_O6_detach_returns_the_job_id_and_job_status_follows_it(lab: Lab, tmp
     status: dict = {}
     while time.monotonic() < deadline:
         r = lab.cli("job", "status", job_id, "--tail-bytes", "300", *lab.apply_args())
-        if r.exit_code == 0 and r.json["state"] not in ("running",):
+        if r.exit_code == 0 and r.json["state"] not in ("starting", "running"):
             status = r.json
             break
         time.sleep(0.3)
@@ -283,3 +283,21 @@ def test_local_mode_plan_is_stale_when_config_json_changes_in_the_tree(lab: Lab,
     config.write_text(config.read_text() + "\n")  # an uncommitted edit in the working tree
     refused = apply(lab, str(tmp_path / "p.json"))
     assert refused.exit_code == 4 and refused.json["error"]["path"] == "config.json"
+
+
+def test_O6_a_detached_apply_that_is_refused_reports_it_in_job_status(lab: Lab, tmp_path: Path) -> None:
+    lab.publish("findjob", lab.sample.commits["frontend-v2"])
+    plan_out(lab, tmp_path / "p.json", "--service", "findjob")
+    lab.sample.commit_change("README.md", "moved\n", "move origin/master after the plan")
+    started = apply(lab, str(tmp_path / "p.json"), "--detach")
+    assert started.exit_code == 0
+    job_id = started.json["jobId"]
+    deadline, status = time.monotonic() + 60, {}
+    while time.monotonic() < deadline:
+        status = lab.cli("job", "status", job_id, *lab.apply_args()).json
+        if status.get("state") not in ("starting", "running"):
+            break
+        time.sleep(0.3)
+    assert status["state"] == "refused", status
+    assert status["result"]["error"]["code"] == "plan-stale"
+    assert "findjob" not in lab.containers("D601")
