@@ -42,14 +42,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import git
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
-from tests.sample_repo import REPO_URL, SampleRepo, _write_gitconfig  # noqa: E402
+from tests.sample_repo import REPO_URL, SampleRepo, init_empty  # noqa: E402
 
 FIXTURE = REPO / "fixtures" / "unidesk-sample"
 SAMPLE_CONFIG: dict[str, Any] = json.loads((FIXTURE / "config.json").read_text())
@@ -259,16 +258,8 @@ def _dump(doc: Any) -> str:
 
 def build_fleet(workdir: Path, size: int, *, shared_manifest: bool, token: str) -> Fleet:
     """The monorepo at `workdir` (origin.git, clone/, gitconfig) with `size` services, pinned in dev."""
-    workdir.mkdir(parents=True)
-    origin, clone, gitconfig = workdir / "origin.git", workdir / "clone", workdir / "gitconfig"
-    _write_gitconfig(gitconfig, origin)
-    env = {"GIT_CONFIG_GLOBAL": str(gitconfig), "GIT_CONFIG_NOSYSTEM": "1"}
-    cli = git.Git(str(workdir))
-    cli.update_environment(**env)
-    cli.init("-q", "--bare", "-b", "master", str(origin))
-    cli.clone("-q", REPO_URL, str(clone))  # empty remote: git only warns
-    sample = SampleRepo(workdir=workdir, origin=origin, clone=clone, env=env)
-    sample.repo.git.symbolic_ref("HEAD", "refs/heads/master")
+    sample = init_empty(workdir)
+    clone = sample.clone
 
     serve = (FIXTURE / "src/components/frontend/serve.sh").read_text()
     dockerfile = (FIXTURE / "src/components/frontend/Dockerfile").read_text()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,27 @@ from typer.testing import CliRunner
 
 from engine.cli import app
 from tests.sample_repo import SampleRepo, materialize
+
+LAB_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "lab"
+
+
+def lab_command(*args: str) -> str:
+    """`scripts/lab ARGS` output; a failure fails the test, saying how to start the lab."""
+    result = subprocess.run([str(LAB_SCRIPT), *args], capture_output=True, text=True, timeout=120, check=False)
+    if result.returncode != 0:
+        pytest.fail(f"lab not running: run `scripts/lab up` (`scripts/lab {' '.join(args)}` failed: "
+                    f"{result.stderr.strip()})", pytrace=False)
+    return result.stdout
+
+
+def require_lab(*components: str) -> None:
+    """Fail (never skip) unless these lab components are up, naming the down ones and their logs."""
+    status = json.loads(lab_command("status"))["components"]
+    down = [c for c in components if not status.get(c, {}).get("up")]
+    if down:
+        logs = ", ".join(f"{c}: {status[c]['log']}" for c in down if c in status)
+        pytest.fail(f"lab not running: run `scripts/lab up` (down: {', '.join(down)}; logs: {logs})",
+                    pytrace=False)
 
 
 @attrs.frozen

@@ -185,7 +185,8 @@ def render_deploy_json(sample: SampleRepo, template: Doc, source_head: str) -> D
     return doc
 
 
-def materialize(workdir: Path, *, colliding_short_sha: bool = False) -> SampleRepo:
+def init_empty(workdir: Path) -> SampleRepo:
+    """An empty bare origin, a clone of it through the GitHub URL, and the private git config."""
     workdir = Path(workdir).resolve()
     workdir.mkdir(parents=True, exist_ok=True)
     origin, clone, config = workdir / "origin.git", workdir / "clone", workdir / "gitconfig"
@@ -194,13 +195,18 @@ def materialize(workdir: Path, *, colliding_short_sha: bool = False) -> SampleRe
             raise FileExistsError(p)
     _write_gitconfig(config, origin)
     env = {"GIT_CONFIG_GLOBAL": str(config), "GIT_CONFIG_NOSYSTEM": "1"}
-
     cli = git.Git(str(workdir))
     cli.update_environment(**env)
     cli.init("-q", "--bare", "-b", "master", str(origin))
     cli.clone("-q", REPO_URL, str(clone))  # empty remote: git only warns
     sample = SampleRepo(workdir=workdir, origin=origin, clone=clone, env=env)
     sample.repo.git.symbolic_ref("HEAD", "refs/heads/master")
+    return sample
+
+
+def materialize(workdir: Path, *, colliding_short_sha: bool = False) -> SampleRepo:
+    sample = init_empty(workdir)
+    clone = sample.clone
 
     shutil.copytree(
         FIXTURE,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import re
 import secrets
-import subprocess
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -22,7 +21,7 @@ import pytest
 from kubernetes import client, config
 
 from engine import artifact
-from tests.conftest import Cli
+from tests.conftest import Cli, require_lab
 from tests.sample_repo import SampleRepo
 
 REPO = Path(__file__).resolve().parents[2]
@@ -30,18 +29,6 @@ ENGINES = {"main-server": "unix:///run/udeploy-lab/main/docker.sock",
            "D601": "unix:///run/udeploy-lab/d601/docker.sock"}
 COMPOSE_ROOTS = {"main-server": Path("/var/lib/udeploy-lab/hosts/main-server"),
                  "D601": Path("/var/lib/udeploy-lab/hosts/D601")}
-
-
-def require_lab(*components: str) -> None:
-    """Fail (never skip) when the lab is down, saying how to start it."""
-    proc = subprocess.run([str(REPO / "scripts" / "lab"), "status"], capture_output=True, text=True)
-    try:
-        status = json.loads(proc.stdout)["components"]
-    except (ValueError, KeyError):
-        pytest.fail("lab not running: run `scripts/lab up` (scripts/lab status gave no answer)", pytrace=False)
-    down = [c for c in components if not status.get(c, {}).get("up")]
-    if down:
-        pytest.fail(f"lab not running: run `scripts/lab up` (down: {', '.join(down)})", pytrace=False)
 
 
 @attrs.define

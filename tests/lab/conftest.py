@@ -14,51 +14,26 @@ import urllib.error
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import docker
 import pytest
 from fabric import Connection
 
-REPO = Path(__file__).resolve().parents[2]
-LAB_SCRIPT = REPO / "scripts" / "lab"
-
-
-def _lab(*args: str) -> str:
-    result = subprocess.run([str(LAB_SCRIPT), *args], capture_output=True, text=True, timeout=120, check=False)
-    if result.returncode != 0:
-        pytest.fail(f"`scripts/lab {' '.join(args)}` failed:\n{result.stderr}", pytrace=False)
-    return result.stdout
+from tests.conftest import lab_command, require_lab
 
 
 @pytest.fixture(scope="session")
 def lab() -> dict[str, Any]:
     """The lab layout (`scripts/lab env`)."""
-    layout: dict[str, Any] = json.loads(_lab("env"))
+    layout: dict[str, Any] = json.loads(lab_command("env"))
     return layout
 
 
 @pytest.fixture(scope="session")
-def lab_status() -> dict[str, Any]:
-    status: dict[str, Any] = json.loads(_lab("status"))
-    return status
-
-
-@pytest.fixture(scope="session")
-def require(lab_status: dict[str, Any]) -> Callable[..., None]:
+def require() -> Callable[..., None]:
     """require("main-docker", ...) fails the test unless those components are up."""
-
-    def check(*components: str) -> None:
-        down = [c for c in components if not lab_status["components"][c]["up"]]
-        if down:
-            logs = ", ".join(f"{c}: {lab_status['components'][c]['log']}" for c in down)
-            pytest.fail(
-                f"lab not running: run `scripts/lab up` (down: {', '.join(down)}; logs: {logs})",
-                pytrace=False,
-            )
-
-    return check
+    return require_lab
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,6 @@ pushes `127.0.0.1:5000/udtest-<token>/svc:<commit>`: that is what a CI producer 
 from __future__ import annotations
 
 import json
-import subprocess
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
@@ -23,6 +22,7 @@ import git
 import pytest
 
 from engine.catalog import Catalog, Host, parse_catalog
+from tests.conftest import lab_command, require_lab
 from tests.providers.support import (
     D601_COMPOSE,
     DOCKERFILE,
@@ -36,37 +36,19 @@ from tests.providers.support import (
 )
 
 REPO = Path(__file__).resolve().parents[2]
-LAB_SCRIPT = REPO / "scripts" / "lab"
 SAMPLE = REPO / "fixtures" / "unidesk-sample"
-
-
-def _lab(*args: str) -> str:
-    result = subprocess.run([str(LAB_SCRIPT), *args], capture_output=True, text=True, timeout=120, check=False)
-    if result.returncode != 0:
-        pytest.fail(f"lab not running: run `scripts/lab up` (`scripts/lab {' '.join(args)}` failed: "
-                    f"{result.stderr.strip()})", pytrace=False)
-    return result.stdout
 
 
 @pytest.fixture(scope="session")
 def lab() -> dict[str, Any]:
-    layout: dict[str, Any] = json.loads(_lab("env"))
+    layout: dict[str, Any] = json.loads(lab_command("env"))
     return layout
 
 
 @pytest.fixture(scope="session")
 def require() -> Callable[..., None]:
     """require("registry", ...) fails the test unless those lab components are up."""
-    status = json.loads(_lab("status"))
-
-    def check(*components: str) -> None:
-        down = [c for c in components if not status["components"][c]["up"]]
-        if down:
-            logs = ", ".join(f"{c}: {status['components'][c]['log']}" for c in down)
-            pytest.fail(f"lab not running: run `scripts/lab up` (down: {', '.join(down)}; logs: {logs})",
-                        pytrace=False)
-
-    return check
+    return require_lab
 
 
 @pytest.fixture(scope="session")
