@@ -1,11 +1,12 @@
 """Apply a saved plan: exactly its nodes, after proving it can still be trusted (K1, O6, V4).
 
-Before anything changes: the digest and format were checked by `read_plan`; here the manifest
-ref must not have moved, every node's observed fingerprint must still hold (else `stale`, naming
-what moved), every guardrail must pass again, and the environment lock must be free. Then the
-walk runs the nodes in dependency order, in parallel, each through its provider; a failed node
-skips its dependents. Each succeeded node is recorded under the plan's digest, so re-running the
-same plan after a failure or a killed process resumes instead of redoing verified work.
+Before anything changes: the digest and format were checked by `read_plan`; here the environment
+lock is taken first (so nothing can move between the checks and the walk), then the manifest ref
+must not have moved, every node's observed fingerprint must still hold (else `stale`, naming what
+moved), and every guardrail must pass again. Then the walk runs the nodes in dependency order, in
+parallel, each through its provider; a failed node skips its dependents. Each succeeded node is
+recorded under the plan's digest, so re-running the same plan after a failure or a killed process
+resumes instead of redoing verified work; a plan whose every node is done is spent.
 """
 
 from __future__ import annotations
