@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -199,9 +199,27 @@ import engine.cli_artifact  # noqa: E402,F401
 import engine.cli_guard  # noqa: E402,F401
 import engine.cli_validate  # noqa: E402,F401
 
+# Typer may vendor its own click: find its UsageError through a public subclass, not an import.
+CLICK_USAGE_ERROR: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+
 
 def main() -> None:
-    app()
+    """The console script. Click's own usage errors (a missing argument, an unknown option) become
+    the same JSON error as every other refusal, with exit 1: exit 2 means "changes present"."""
+    try:
+        code = app(standalone_mode=False)
+    except CLICK_USAGE_ERROR as exc:
+        usage: Any = exc  # click's UsageError: ctx, param, format_message() (untyped here)
+        if type(exc).__name__ == "NoArgsIsHelpError":  # bare `udeploy`: typer showed the help
+            raise SystemExit(int(ExitCode.OK)) from None
+        param = getattr(usage, "param", None)
+        emit(UsageError(usage.format_message(), path=param.name if param is not None else None).to_json())
+        if usage.ctx is not None:
+            sys.stderr.write(f"{usage.ctx.get_usage()}\nTry '{usage.ctx.command_path} --help' for help.\n")
+        raise SystemExit(int(ExitCode.ERROR)) from None
+    except typer.Abort:
+        raise SystemExit(int(ExitCode.ERROR)) from None
+    raise SystemExit(code if isinstance(code, int) else int(ExitCode.OK))
 
 
 if __name__ == "__main__":
