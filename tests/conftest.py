@@ -21,6 +21,10 @@ from typer.testing import CliRunner
 from engine.cli import app
 from tests.sample_repo import SampleRepo, materialize
 
+# The lab and provider suites' shared fixtures (`lab` layout, `require`). tests/apply defines its
+# own `lab` (a per-test slice of the lab), which pytest lets it override there.
+pytest_plugins = ["tests.labkit"]
+
 LAB_SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "lab"
 
 

@@ -6,7 +6,6 @@ A component that is down fails the test (never skips): these tests exist to prov
 
 from __future__ import annotations
 
-import json
 import socket
 import subprocess
 import time
@@ -19,21 +18,6 @@ from typing import Any
 import docker
 import pytest
 from fabric import Connection
-
-from tests.conftest import lab_command, require_lab
-
-
-@pytest.fixture(scope="session")
-def lab() -> dict[str, Any]:
-    """The lab layout (`scripts/lab env`)."""
-    layout: dict[str, Any] = json.loads(lab_command("env"))
-    return layout
-
-
-@pytest.fixture(scope="session")
-def require() -> Callable[..., None]:
-    """require("main-docker", ...) fails the test unless those components are up."""
-    return require_lab
 
 
 @pytest.fixture(scope="session")

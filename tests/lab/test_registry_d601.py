@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
-import io
-import tarfile
 import urllib.request
 from collections.abc import Callable
 from typing import Any
 
 import docker
 
+from tests.labkit import context_tar
+
 MANIFEST_V2 = "application/vnd.docker.distribution.manifest.v2+json"
-
-
-def build_context(files: dict[str, str]) -> io.BytesIO:
-    """An in-memory tar build context (the SDK's custom_context)."""
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for name, text in files.items():
-            data = text.encode()
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    buffer.seek(0)
-    return buffer
 
 
 def delete_manifest(registry_url: str, repo: str, tag: str) -> int:
@@ -55,7 +42,7 @@ def test_image_built_on_main_runs_on_d601_from_registry(
         "COPY index.html /www/index.html\n"
         'CMD ["sh", "-c", "exec httpd -f -p ${PORT:-8080} -h /www"]\n'
     )
-    context = build_context({"Dockerfile": dockerfile, "index.html": f"hello {token}\n"})
+    context = context_tar({"Dockerfile": dockerfile, "index.html": f"hello {token}\n"})
     container = None
     try:
         main_docker.images.build(fileobj=context, custom_context=True, tag=ref, rm=True)

@@ -18,11 +18,10 @@ from pathlib import Path
 from typing import Any
 
 import docker
-import git
 import pytest
 
 from engine.catalog import Catalog, Host, parse_catalog
-from tests.conftest import lab_command, require_lab
+from tests.labkit import context_tar
 from tests.providers.support import (
     D601_COMPOSE,
     DOCKERFILE,
@@ -30,25 +29,13 @@ from tests.providers.support import (
     SERVE_SH,
     Images,
     Source,
-    context_tar,
     free_port,
+    init_repo,
     v1_labels,
 )
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "fixtures" / "unidesk-sample"
-
-
-@pytest.fixture(scope="session")
-def lab() -> dict[str, Any]:
-    layout: dict[str, Any] = json.loads(lab_command("env"))
-    return layout
-
-
-@pytest.fixture(scope="session")
-def require() -> Callable[..., None]:
-    """require("registry", ...) fails the test unless those lab components are up."""
-    return require_lab
 
 
 @pytest.fixture(scope="session")
@@ -70,13 +57,8 @@ def token() -> str:
 @pytest.fixture(scope="session")
 def source(tmp_path_factory: pytest.TempPathFactory, token: str) -> Source:
     root = tmp_path_factory.mktemp("udtest-src")
-    bare, clone = root / "origin.git", root / "clone"
-    git.Repo.init(bare, bare=True)
-    repo = git.Repo.init(clone)
-    with repo.config_writer() as cw:
-        cw.set_value("user", "name", "udtest").set_value("user", "email", "udtest@invalid")
-        cw.set_value("commit", "gpgSign", "false")
-    repo.create_remote("origin", bare.as_uri())
+    bare, repo = init_repo(root, "clone")
+    clone = Path(repo.working_tree_dir or root / "clone")
     local_image = f"udtest{token}-svc"
     ports = {"main-server": free_port(), "D601": free_port()}
     files = {"main-server": "deploy/compose/main.compose.yml", "D601": "deploy/compose/d601.compose.yml"}

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import io
 import socket
-import tarfile
 from pathlib import Path
 
 import attrs
+import git
 
 SERVICE_REPO_URL = "https://github.com/pikasTech/udtest"
 BUSYBOX = "unidesk-lab/busybox:latest"
@@ -107,13 +106,13 @@ class Images:
         return f"{self.registry}/{self.repository}:{commit}"
 
 
-def context_tar(files: dict[str, str]) -> io.BytesIO:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for name, text in files.items():
-            data = text.encode()
-            info = tarfile.TarInfo(name)
-            info.size, info.mode = len(data), 0o755
-            tar.addfile(info, io.BytesIO(data))
-    buffer.seek(0)
-    return buffer
+def init_repo(root: Path, name: str) -> tuple[Path, git.Repo]:
+    """A bare origin `<name>.git` and a clone `<name>/` with a test identity; returns (bare, clone repo)."""
+    bare, clone = root / f"{name}.git", root / name
+    git.Repo.init(bare, bare=True)
+    repo = git.Repo.init(clone)
+    with repo.config_writer() as cw:
+        cw.set_value("user", "name", "udtest").set_value("user", "email", "udtest@invalid")
+        cw.set_value("commit", "gpgSign", "false")
+    repo.create_remote("origin", bare.as_uri())
+    return bare, repo

@@ -20,7 +20,6 @@ from typing import Any
 
 import attrs
 import docker
-import git
 import pytest
 import yaml
 from kubernetes import client, config
@@ -33,7 +32,8 @@ from providers.git import GitProvider
 from providers.k3s_containerd import Ctr
 from providers.k3s_native import K3sNativeProvider
 from tests.lab.kube_fixtures import KUBECONFIG, ctr, kube_api, lab_containers, wait_for  # noqa: F401
-from tests.providers.support import Images, Source, context_tar, deploy_env, free_port, v1_labels
+from tests.labkit import context_tar
+from tests.providers.support import Images, Source, deploy_env, free_port, init_repo, v1_labels
 
 REPO = Path(__file__).resolve().parents[2]
 SVC_MANIFEST = "k3s/svc.k8s.yaml"
@@ -128,18 +128,13 @@ class K3sLab:
 
 
 def _git_remote(root: Path, files: dict[str, str]) -> tuple[str, str]:
-    bare, clone = root / "manifests.git", root / "manifests"
-    git.Repo.init(bare, bare=True)
-    repo = git.Repo.init(clone)
-    with repo.config_writer() as cw:
-        cw.set_value("user", "name", "udtest").set_value("user", "email", "udtest@invalid")
-        cw.set_value("commit", "gpgSign", "false")
+    bare, repo = init_repo(root, "manifests")
+    clone = Path(repo.working_tree_dir or root / "manifests")
     for path, text in files.items():
         (clone / path).parent.mkdir(parents=True, exist_ok=True)
         (clone / path).write_text(text)
     repo.git.add("-A")
     repo.git.commit("-q", "-m", "manifests")
-    repo.create_remote("origin", bare.as_uri())
     repo.git.push("-q", "origin", "HEAD:refs/heads/master")
     return bare.as_uri(), repo.head.commit.hexsha
 
