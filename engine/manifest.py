@@ -70,6 +70,8 @@ def parse_deploy(doc: Any, *, source: str, environment: str | None) -> DeployMan
     if not isinstance(doc, dict):
         raise ManifestInvalid(f"{source} must be a JSON object", path=f"{source}#$")
     version = doc.get("schemaVersion")
+    if isinstance(version, bool):  # JSON true would pass `== 1` in Python
+        version = None
     if version == 1 and environment is not None:
         raise ManifestInvalid(
             f"{source} is schemaVersion 1, which only local-manifest mode (--file) accepts; "

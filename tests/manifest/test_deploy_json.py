@@ -112,3 +112,10 @@ def test_M5_commit_ids_that_are_not_hex_shas_are_schema_errors(bad: str) -> None
     doc["environments"]["dev"]["services"][0]["commitId"] = bad
     with pytest.raises(ManifestInvalid, match="commitId"):
         parse_deploy(doc, source="deploy.json", environment="dev")
+
+
+@pytest.mark.parametrize("version", [True, False, "2", 2.5, None])
+def test_M1_schema_version_must_be_the_integer_1_or_2(version: object) -> None:
+    """Found by hypothesis: JSON `true` equals 1 in Python and must not pass as version 1."""
+    with pytest.raises(ManifestInvalid, match="schemaVersion"):
+        parse_deploy({"schemaVersion": version, "services": [ENTRY]}, source="d.json", environment=None)
