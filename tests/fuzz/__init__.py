@@ -1,0 +1,1 @@
+"""The fuzz harness: hostile inputs through the CLI (docs/security.md)."""
