@@ -33,6 +33,7 @@ from engine.cli_common import (
 from engine.desired import DesiredState, Request
 from engine.errors import ExitCode, UdeployError, UsageError
 from engine.guardrails import REGISTRY
+from engine.input_files import check_writable_target
 from engine.observe import ProviderPool
 from engine.plan import Action, Plan, ServiceChange
 from engine.planfile import read_plan, to_document, write_plan
@@ -66,6 +67,8 @@ def plan(
     def run() -> int:
         if fmt not in ("json", "text", "markdown"):  # before any work, and before -out writes anything
             raise UsageError(f"--format must be json, text or markdown, not {fmt!r}", path="--format")
+        if out is not None:
+            check_writable_target(out, "-out")
         request = Request(env=env, file=file, services=tuple(service or ()), commit=commit,
                           checkout=repo, ref=ref)
         progress("planning" + (" (reading live state)" if refresh else " offline (--no-refresh)"))

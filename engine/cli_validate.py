@@ -18,6 +18,7 @@ import typer
 
 from engine.cli_common import RepoOpt, app, emit, guarded, progress
 from engine.errors import Diagnostic, ManifestInvalid, Severity, UsageError
+from engine.input_files import MAX_MANIFEST_BYTES, read_input
 from engine.jsonschema_check import parse_json
 from engine.k8s_manifest import K8sObject, parse_manifest
 from engine.manifest_rules import KUBERNETES_VERSION, address, check_manifest, rules_for, split_address
@@ -38,7 +39,8 @@ def _read_config(repo: Path) -> Any:
     config = repo / "config.json"
     if not config.is_file():
         raise UsageError(f"no config.json under {repo}: pass --repo or --manifest", path=str(config))
-    return parse_json(config.read_bytes(), str(config))
+    return parse_json(read_input(config, label="config.json", max_bytes=MAX_MANIFEST_BYTES, error=ManifestInvalid),
+                      str(config))
 
 
 def configured_manifests(config: Any) -> list[str]:

@@ -52,6 +52,12 @@ class ManifestInvalid(UdeployError, ValueError):
     code = "manifest-invalid"
 
 
+class InputTooLarge(UdeployError, ValueError):
+    """An input exceeds a documented limit (size, depth, documents, alias expansion)."""
+
+    code = "input-too-large"
+
+
 class ForbiddenServiceField(ManifestInvalid):
     """M2: a deploy.json service entry carries runtime topology."""
 

@@ -1,4 +1,5 @@
-"""Validate a document against one of the shipped JSON Schemas, naming the JSON path at fault."""
+"""Parse JSON input within limits, and validate a document against one of the shipped JSON Schemas,
+naming the JSON path at fault."""
 
 from __future__ import annotations
 
@@ -9,7 +10,12 @@ from typing import Any
 
 import jsonschema
 
-from engine.errors import ManifestInvalid
+from engine.errors import InputTooLarge, ManifestInvalid, UdeployError
+
+# Limits on any JSON udeploy reads (manifests, plan files, state records). The real documents nest
+# fewer than 12 levels; deeper input would only exhaust the recursion of the validators after us.
+MAX_JSON_DEPTH = 64
+MAX_JSON_BYTES = 256 * 1024 * 1024
 
 
 @cache
@@ -18,13 +24,59 @@ def validator(name: str) -> jsonschema.Draft202012Validator:
     return jsonschema.Draft202012Validator(json.loads(text))
 
 
-def parse_json(data: bytes | str, source: str) -> Any:
-    """JSON text to a value; malformed JSON is a `ManifestInvalid` naming the line and column."""
+def parse_json(data: bytes | str, source: str, *, error: type[UdeployError] = ManifestInvalid,
+               max_bytes: int = MAX_JSON_BYTES) -> Any:
+    """JSON text to a value of plain JSON types, or `error` naming the source and what is wrong.
+
+    Refused: malformed JSON or UTF-8, NaN and Infinity (not JSON), integers beyond Python's digit
+    limit, strings that cannot be UTF-8 (a lone surrogate escape such as "\\ud800"), and input
+    deeper than `MAX_JSON_DEPTH` or larger than `max_bytes` (`input-too-large`).
+    """
+    if len(data) > max_bytes:
+        raise InputTooLarge(f"{source} is larger than the {max_bytes}-byte limit", path=source)
     try:
-        return json.loads(data)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        where = f"line {exc.lineno} column {exc.colno}" if isinstance(exc, json.JSONDecodeError) else "encoding"
-        raise ManifestInvalid(f"{source} is not valid JSON ({where}): {exc}", path=source) from exc
+        doc = json.loads(data, parse_constant=_refuse_constant)
+    except json.JSONDecodeError as exc:
+        raise error(f"{source} is not valid JSON (line {exc.lineno} column {exc.colno}): {exc.msg}",
+                    path=source) from None
+    except UnicodeDecodeError as exc:
+        raise error(f"{source} is not valid UTF-8 (byte {exc.start})", path=source) from None
+    except RecursionError:
+        raise InputTooLarge(f"{source} nests deeper than {MAX_JSON_DEPTH} levels", path=source) from None
+    except ValueError as exc:  # an integer past the interpreter's digit limit, or NaN/Infinity
+        raise error(f"{source} is not acceptable JSON: {exc}", path=source) from None
+    _check_shape(doc, source, error)
+    return doc
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not a JSON number")
+
+
+def _check_shape(doc: Any, source: str, error: type[UdeployError]) -> None:
+    """Depth and string encodability, walked iteratively (the input may be deep by design)."""
+    stack: list[tuple[Any, int, str]] = [(doc, 1, "$")]
+    while stack:
+        value, depth, path = stack.pop()
+        if depth > MAX_JSON_DEPTH:
+            raise InputTooLarge(f"{source} nests deeper than {MAX_JSON_DEPTH} levels (at {path})",
+                                path=f"{source}#{path}")
+        if isinstance(value, dict):
+            for key, item in value.items():
+                _require_utf8(key, source, path, error)
+                stack.append((item, depth + 1, f"{path}.{key}"))
+        elif isinstance(value, list):
+            stack.extend((item, depth + 1, f"{path}[{i}]") for i, item in enumerate(value))
+        elif isinstance(value, str):
+            _require_utf8(value, source, path, error)
+
+
+def _require_utf8(text: str, source: str, path: str, error: type[UdeployError]) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise error(f"{source} holds a string that is not valid Unicode (a lone surrogate) at {path}",
+                    path=f"{source}#{path.encode('utf-8', 'replace').decode()}") from None
 
 
 def check(doc: Any, schema: str, source: str) -> None:

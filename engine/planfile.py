@@ -17,8 +17,9 @@ from typing import Any
 import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
-from engine.errors import Diagnostic, ExitCode, UdeployError
-from engine.jsonschema_check import check
+from engine.errors import Diagnostic, ExitCode, ManifestInvalid, UdeployError
+from engine.input_files import MAX_PLAN_BYTES, read_input, shown
+from engine.jsonschema_check import check, parse_json
 from engine.plan import FORMAT_VERSION, Action, GuardrailResult, Node, Plan, ServiceChange
 
 SERVICE_KEYS = ("id", "action", "reason", "requestedCommit", "resolvedCommit", "live", "drift")
@@ -110,33 +111,51 @@ def to_document(plan: Plan) -> dict[str, Any]:
 def write_plan(plan: Plan, path: Path) -> dict[str, Any]:
     doc = to_document(plan)
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    tmp.replace(path)  # never leave a half-written plan behind
+    try:
+        tmp.write_text(json.dumps(doc, indent=2) + "\n")
+        tmp.replace(path)  # never leave a half-written plan behind
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        raise UdeployError(f"cannot write the plan to {shown(path)}: {exc.strerror}", path=shown(path)) from None
     return doc
 
 
+class PlanInvalid(PlanRefused):
+    """The digest matches, but the plan schema or the plan's types reject the content: a crafted file."""
+
+    code = "plan-invalid"
+
+
 def read_plan(path: Path) -> Plan:
-    """A plan file back as a value, refused unless its digest and format check out."""
-    try:
-        doc = json.loads(path.read_text())
-    except OSError as exc:
-        raise UdeployError(f"cannot read plan {path}: {exc.strerror}", path=str(path)) from exc
-    except json.JSONDecodeError as exc:
-        raise PlanTampered(f"{path} is not valid JSON (line {exc.lineno}): not a plan udeploy wrote",
-                           path=str(path)) from exc
+    """A plan file back as a value, refused unless its digest and format check out.
+
+    Anything that is not a plan udeploy wrote is refused with exit 4 before it is believed: bytes
+    that are not UTF-8 JSON within the input limits or a digest that does not match (tampered), an
+    unknown format, a document the plan schema or the plan's types reject (invalid).
+    """
+    data = read_input(path, label="plan", max_bytes=MAX_PLAN_BYTES)
+    doc = parse_json(data, shown(path), error=PlanTampered, max_bytes=MAX_PLAN_BYTES)
     if not isinstance(doc, dict):
-        raise PlanTampered(f"{path} is not a plan document", path=str(path))
+        raise PlanTampered(f"{shown(path)} is not a plan document", path=shown(path))
     digest = doc.get("digest")
     actual = "sha256:" + hashlib.sha256(canonical(doc)).hexdigest()
     if digest != actual:
-        raise PlanTampered(f"{path} was modified after udeploy wrote it: digest {digest} does not match the "
-                           f"content ({actual}); make a new plan", path=str(path),
+        raise PlanTampered(f"{shown(path)} was modified after udeploy wrote it: digest {digest} does not match the "
+                           f"content ({actual}); make a new plan", path=shown(path),
                            details={"recorded": digest, "actual": actual})
     if doc.get("formatVersion") != FORMAT_VERSION:
-        raise PlanFormatUnknown(f"{path} has plan format {doc.get('formatVersion')!r}; this udeploy reads "
-                                f"format {FORMAT_VERSION}", path=f"{path}#$.formatVersion")
-    check(doc, "plan", str(path))
-    plan: Plan = make_converter().structure(doc, Plan)
+        raise PlanFormatUnknown(f"{shown(path)} has plan format {doc.get('formatVersion')!r}; this udeploy reads "
+                                f"format {FORMAT_VERSION}", path=f"{shown(path)}#$.formatVersion")
+    try:
+        check(doc, "plan", shown(path))
+        plan: Plan = make_converter().structure(doc, Plan)
+    except ManifestInvalid as exc:
+        raise PlanInvalid(exc.message, path=exc.path, details=exc.details) from None
+    except (KeyError, TypeError, ValueError, cattrs.BaseValidationError) as exc:
+        # The schema passed but the plan's own types did not: a crafted file, not one udeploy wrote.
+        raise PlanInvalid(f"{shown(path)} does not hold a plan udeploy can read: {type(exc).__name__}: {exc}",
+                             path=shown(path)) from None
     return plan
+
 
 SHA_RE = re.compile(r"^sha256:[0-9a-f]{64}$")

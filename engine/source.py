@@ -9,6 +9,7 @@ from the checkout's working tree.
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
 from typing import Protocol
 
@@ -16,6 +17,7 @@ import attrs
 import git
 
 from engine.errors import GitError, ManifestInvalid
+from engine.input_files import MAX_MANIFEST_BYTES, read_input, require_utf8_path, shown
 from providers.git import GitProvider, redact_url
 
 DEFAULT_REF = "origin/master"
@@ -57,13 +59,21 @@ class GitReader:
 
 @attrs.frozen
 class WorkTreeReader:
+    """Files of a local checkout (local-manifest mode). A pull request shapes this tree, so a file
+    is read only when it is a regular file inside the checkout: a symlink out of it, a loop, a
+    directory or a FIFO under a manifest's name is refused by name."""
+
     root: Path
 
     def read(self, path: str) -> bytes:
-        try:
-            return (self.root / path).read_bytes()
-        except FileNotFoundError as exc:
-            raise ManifestInvalid(f"{path} does not exist in {self.root}", path=path) from exc
+        file = self.root / path
+        real, inside = os.path.realpath(file), os.path.realpath(self.root)
+        if os.path.commonpath([real, inside]) != inside:
+            raise ManifestInvalid(f"{path} in {shown(self.root)} is a symlink that leaves the checkout",
+                                  path=path)
+        if not os.path.lexists(file):
+            raise ManifestInvalid(f"{path} does not exist in {shown(self.root)}", path=path)
+        return read_input(file, label=path, max_bytes=MAX_MANIFEST_BYTES, error=ManifestInvalid)
 
 
 def origin_url(checkout: Path) -> str:
@@ -96,10 +106,8 @@ def open_env_source(provider: GitProvider, checkout: Path, ref: str = DEFAULT_RE
 
 
 def open_file_source(deploy_file: Path, checkout: Path) -> tuple[WorkTreeReader, bytes, ManifestSource]:
-    try:
-        data = deploy_file.read_bytes()
-    except OSError as exc:
-        raise ManifestInvalid(f"cannot read {deploy_file}: {exc.strerror}", path=str(deploy_file)) from exc
+    require_utf8_path(deploy_file, "--file")
+    data = read_input(deploy_file, label="--file", max_bytes=MAX_MANIFEST_BYTES, error=ManifestInvalid)
     root = checkout_root(checkout)
     reader = WorkTreeReader(root)
     # Local mode reads the working tree: record what was read, so apply can tell it changed.

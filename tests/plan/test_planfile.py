@@ -56,7 +56,7 @@ def test_unknown_format_and_schema_violations_are_refused(shared_sample: tuple[S
     bad = tmp_path / "bad.json"
     bad.write_text(json.dumps(redigest(broken)))
     r = cli("show", str(bad))
-    assert r.exit_code == 1 and r.json["error"]["code"] == "manifest-invalid"
+    assert r.exit_code == 4 and r.json["error"]["code"] == "plan-invalid"  # crafted: digest recomputed
     junk = tmp_path / "junk.json"
     junk.write_text("{not json")
     assert cli("show", str(junk)).json["error"]["code"] == "plan-tampered"
