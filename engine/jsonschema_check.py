@@ -11,11 +11,11 @@ from typing import Any
 import jsonschema
 
 from engine.errors import InputTooLarge, ManifestInvalid, UdeployError
+from engine.input_files import MAX_MANIFEST_BYTES
 
 # Limits on any JSON udeploy reads (manifests, plan files, state records). The real documents nest
 # fewer than 12 levels; deeper input would only exhaust the recursion of the validators after us.
 MAX_JSON_DEPTH = 64
-MAX_JSON_BYTES = 256 * 1024 * 1024
 
 
 @cache
@@ -25,7 +25,7 @@ def validator(name: str) -> jsonschema.Draft202012Validator:
 
 
 def parse_json(data: bytes | str, source: str, *, error: type[UdeployError] = ManifestInvalid,
-               max_bytes: int = MAX_JSON_BYTES) -> Any:
+               max_bytes: int = MAX_MANIFEST_BYTES) -> Any:
     """JSON text to a value of plain JSON types, or `error` naming the source and what is wrong.
 
     Refused: malformed JSON or UTF-8, NaN and Infinity (not JSON), integers beyond Python's digit
