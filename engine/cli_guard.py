@@ -20,12 +20,17 @@ def code_queue_source(
     root: Annotated[Path, typer.Option("--root", help="The repo Code Queue Pods mount as /app (production: "
                                        "/home/ubuntu/cq-deploy); the guard runs on this path as mounted.")],
 ) -> None:
-    """G1: every relative import under the Code Queue source resolves to a file (run after sync, before rollout)."""
+    """G1: every relative import under the Code Queue source resolves to a file (run after sync, before rollout).
+
+    Fails closed on untrusted trees (issue 9): a path it cannot or will not read (permissions, symlink
+    loops or leaving the root, FIFOs, files over the size cap) makes it degraded, `unreadable-path`.
+    """
 
     def run() -> int:
         result = check_code_queue_source(root)
-        if not result.ok:
-            progress(f"code-queue source degraded: {result.degraded_reason.value if result.degraded_reason else ''}")
+        if result.degraded_reason is not None:
+            unread = f" ({len(result.unreadable)} unreadable paths)" if result.unreadable else ""
+            progress(f"code-queue source degraded: {result.degraded_reason.value}{unread}")
         emit(guard_json(result))
         return 0 if result.ok else 1
 

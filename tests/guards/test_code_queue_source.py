@@ -42,7 +42,7 @@ def test_G1_the_sample_tree_passes(sample_root: Path) -> None:
     code, doc = guard(sample_root)
     assert code == 0
     assert doc == {"ok": True, "root": str(sample_root), "sourceDir": SRC, "scanned": 8, "relativeImports": 12,
-                   "degradedReason": None, "missing": []}
+                   "degradedReason": None, "missing": [], "unreadable": []}
 
 
 def test_G1_missing_runtime_preflight_is_deploy_degraded(sample_root: Path) -> None:
