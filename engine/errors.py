@@ -52,6 +52,13 @@ class ManifestInvalid(UdeployError, ValueError):
     code = "manifest-invalid"
 
 
+class InputTooLarge(UdeployError, ValueError):
+    """An input is over a documented limit (size, nesting, YAML documents or alias expansion): refused
+    before the work it would cost, naming the file (and document) at fault."""
+
+    code = "input-too-large"
+
+
 class ForbiddenServiceField(ManifestInvalid):
     """M2: a deploy.json service entry carries runtime topology."""
 
