@@ -39,7 +39,7 @@ try:  # libyaml when PyYAML was built with it: the same safe subset, many times 
 except ImportError:  # pragma: no cover - PyYAML without libyaml
     from yaml import SafeLoader as _BaseLoader  # type: ignore[assignment]
 
-MAX_MANIFEST_BYTES = 2 * 1024 * 1024  # the API server stores at most ~1.5 MiB per object; a file is a few
+MAX_MANIFEST_BYTES = 2 * 1024 * 1024  # the API server stores at most ~1.5 MiB per object; a file holds a few
 MAX_DOCUMENTS = 256  # a multi-document manifest holds tens of objects; each is schema-checked (~10 ms)
 MAX_DEPTH = 64  # Kubernetes objects nest ~15 levels; through aliases too
 MAX_NODES = 200_000  # after alias expansion, the whole file: ~100x the largest sample manifest
@@ -243,6 +243,9 @@ def parse_manifest(data: bytes, source: str) -> tuple[K8sObject, ...]:
 
 def select(objects: tuple[K8sObject, ...], refs: tuple[str, ...], source: str) -> tuple[K8sObject, ...]:
     """The objects named "Kind/name" in `refs`; a name the manifest lacks is a config error."""
+    if not all(isinstance(r, str) for r in refs):
+        raise ManifestInvalid(f"the objects config.json names from {source} must be \"Kind/name\" strings",
+                              path=source)
     by_ref = {o.ref: o for o in objects}
     missing = [r for r in refs if r not in by_ref]
     if missing:

@@ -23,7 +23,7 @@ import pytest
 import yaml
 
 from engine.errors import ExitCode, InputTooLarge, ManifestInvalid
-from engine.k8s_manifest import MAX_DEPTH, MAX_DOCUMENTS, MAX_NODES, K8sObject, parse_manifest
+from engine.k8s_manifest import MAX_DEPTH, MAX_DOCUMENTS, MAX_NODES, K8sObject, parse_manifest, select
 from engine.manifest_rules import (
     CHECKS,
     KUBERNETES_VERSION,
@@ -392,3 +392,11 @@ def test_issue_9_a_file_no_rule_set_claims_says_so(tmp_path: Path) -> None:
     assert note["rule"] == "RULE-SETS" and note["severity"] == "warning"
     assert "only the generic rules (K8S-SCHEMA, E2, D2) ran" in note["summary"]
     assert all(name in note["summary"] for name in RULE_SETS)
+
+
+@pytest.mark.parametrize("refs", [(["Deployment", "x"],), ({"a": 1},), (5,), (None,)])
+def test_issue_9_k3s_objects_named_by_config_json_must_be_strings(refs: tuple[Any, ...]) -> None:
+    """The k3s provider selects config.json's `objects` from the manifest during plan: a list there is refused."""
+    objects = parse_manifest(CONFIGMAP.encode(), "m.yaml")
+    with pytest.raises(ManifestInvalid, match='"Kind/name" strings'):
+        select(objects, refs, "m.yaml")
