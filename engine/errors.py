@@ -53,7 +53,8 @@ class ManifestInvalid(UdeployError, ValueError):
 
 
 class InputTooLarge(UdeployError, ValueError):
-    """An input exceeds a documented limit (size, depth, documents, alias expansion)."""
+    """An input is over a documented limit (size, nesting, YAML documents or alias expansion): refused
+    before the work it would cost, naming the file (and document) at fault."""
 
     code = "input-too-large"
 

@@ -18,7 +18,7 @@ from engine.cli import app
 from tests.validate.support import K3S, break_manifest, validate
 
 CASES = yaml.safe_load((Path(__file__).parent / "broken_manifests.yaml").read_text())
-# What the sample's config.json names, in order, and the rules each file gets (by name and content).
+# What the sample's config.json names, in order, and the rules each file gets (by directory and objects).
 SAMPLE_RULES = {
     "dev/unidesk-dev-foundation.k8s.yaml": ["K8S-SCHEMA", "E2", "D2", "D1", "D5"],
     "dev/unidesk-dev-core.k8s.yaml": ["K8S-SCHEMA", "E2", "D2", "D3"],
@@ -30,6 +30,9 @@ SAMPLE_RULES = {
     "claudeqq.k8s.yaml": ["K8S-SCHEMA", "E2"],
     "dev/unidesk-dev-code-queue.k8s.yaml": ["K8S-SCHEMA", "E2", "D2", "D4"],
 }
+# issue 9: the named rule sets a file's objects select (not its name); the others say only generic rules ran.
+SAMPLE_RULE_SETS = {"dev/unidesk-dev-foundation.k8s.yaml": ["dev-foundation"], "dev/unidesk-dev-core.k8s.yaml": [
+    "dev-core"], "dev/unidesk-dev-code-queue.k8s.yaml": ["dev-code-queue"]}
 
 
 def test_D1_D2_D3_D4_D5_E2_the_sample_manifests_pass(repo: Path) -> None:
@@ -38,6 +41,10 @@ def test_D1_D2_D3_D4_D5_E2_the_sample_manifests_pass(repo: Path) -> None:
     assert doc["ok"] is True and doc["dryRun"] is None
     assert {m["path"]: m["rules"] for m in doc["manifests"]} == {f"{K3S}/{p}": r for p, r in SAMPLE_RULES.items()}
     assert all(m["findings"] == [] for m in doc["manifests"])
+    assert {m["path"]: m["ruleSets"] for m in doc["manifests"]} == {
+        f"{K3S}/{p}": SAMPLE_RULE_SETS.get(p, []) for p in SAMPLE_RULES}
+    assert {m["path"]: [n["rule"] for n in m["notes"]] for m in doc["manifests"]} == {
+        f"{K3S}/{p}": [] if p in SAMPLE_RULE_SETS else ["RULE-SETS"] for p in SAMPLE_RULES}
     foundation = doc["manifests"][0]
     assert [o["object"] for o in foundation["objects"]] == [
         "Namespace/unidesk-dev", "ResourceQuota/unidesk-dev-quota", "LimitRange/unidesk-dev-defaults",
@@ -97,14 +104,15 @@ def test_D1_explicit_manifest_is_reported_by_the_path_given(repo: Path) -> None:
 
 
 def test_D2_a_renamed_dev_manifest_still_gets_the_isolation_rule(repo: Path) -> None:
-    """D2 applies by directory and content, the named rule sets only by file name."""
+    """D2 applies by directory and content; no named rule set claims these objects (issue 9: a note says so)."""
     path = repo / "elsewhere.yaml"
     path.write_text("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: a, namespace: unidesk-dev}\n---\n"
                     "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: b, namespace: unidesk}\n")
     code, doc = validate("--manifest", str(path))
     assert code == 1
-    assert doc["manifests"][0]["rules"] == ["K8S-SCHEMA", "E2", "D2"]
+    assert doc["manifests"][0]["rules"] == ["K8S-SCHEMA", "E2", "D2"] and doc["manifests"][0]["ruleSets"] == []
     assert [(f["rule"], f["object"]) for f in doc["manifests"][0]["findings"]] == [("D2", "ConfigMap/b")]
+    assert [n["rule"] for n in doc["manifests"][0]["notes"]] == ["RULE-SETS"]
 
 
 def test_D1_unreadable_manifest_is_a_finding_not_a_crash(repo: Path) -> None:
