@@ -31,7 +31,7 @@ from engine.cli_common import (
     progress,
 )
 from engine.desired import DesiredState, Request
-from engine.errors import ExitCode, UdeployError, UsageError
+from engine.errors import ExitCode, UsageError
 from engine.guardrails import REGISTRY
 from engine.input_files import check_writable_target
 from engine.observe import ProviderPool
@@ -149,7 +149,9 @@ def show(
                 raise UsageError(str(exc), path="--max-comment-chars") from exc
             if not sys.stdout.isatty():
                 emit({"summary": render.summary_line(p), "parts": parts})
-                return 0
+            else:
+                sys.stdout.write("\n\n---\n\n".join(parts))
+            return 0
         human = _human(p, fmt, max_comment_chars)
         if human is None:
             emit(to_document(p))
@@ -160,34 +162,27 @@ def show(
     guarded(run)
 
 
+GRAPH_FORMAT_HELP = ("dot (default, any size), svg (needs Graphviz) or html (an SVG page). svg and html refuse "
+                     f"a plan above {render.MAX_LAYOUT_NODES} nodes or {render.MAX_LAYOUT_EDGES} edges "
+                     "(input-too-large): Graphviz layout is superlinear.")
+
+
 @app.command()
-def graph(
-    plan_file: PlanArg,
-    fmt: Annotated[str, typer.Option("--format", help="dot (default), svg (needs Graphviz) or html.")] = "dot",
-) -> None:
+def graph(plan_file: PlanArg, fmt: Annotated[str, typer.Option("--format", help=GRAPH_FORMAT_HELP)] = "dot") -> None:
     """Print the plan's step DAG as Graphviz dot, SVG or an HTML page."""
 
     def run() -> int:
+        if fmt not in ("dot", "svg", "html"):
+            raise UsageError(f"--format must be dot, svg or html, not {fmt!r}", path="--format")
         p = read_plan(plan_file)
         if fmt == "dot":
             sys.stdout.write(render.to_dot(p))
-        elif fmt in ("svg", "html"):
-            svg = _svg(render.to_dot(p))
-            sys.stdout.write(svg if fmt == "svg" else render.to_html(p, svg))
         else:
-            raise UsageError(f"--format must be dot, svg or html, not {fmt!r}", path="--format")
+            svg = render.to_svg(p, fmt)
+            sys.stdout.write(svg if fmt == "svg" else render.to_html(p, svg))
         return 0
 
     guarded(run)
-
-
-def _svg(dot: str) -> str:
-    import shutil
-    import subprocess
-    if not shutil.which("dot"):
-        raise UdeployError("`dot` (Graphviz) is not installed: apt-get install graphviz, or use --format dot",
-                           path="--format")
-    return subprocess.run(["dot", "-Tsvg"], input=dot, capture_output=True, text=True, check=True).stdout
 
 
 @app.command("guardrails")

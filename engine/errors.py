@@ -46,6 +46,12 @@ class UsageError(UdeployError, ValueError):
     code = "usage"
 
 
+class InputTooLarge(UdeployError, ValueError):
+    """An input, or the work it asks for, is above a documented size limit."""
+
+    code = "input-too-large"
+
+
 class ManifestInvalid(UdeployError, ValueError):
     """A manifest is not valid JSON or breaks its schema."""
 

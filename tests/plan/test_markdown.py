@@ -1,16 +1,29 @@
 """Markdown for pull-request bots (K5): the summary outside a collapsible block, and a large plan
-split into numbered comments that each fit the limit and are well-formed on their own."""
+split into numbered comments that each fit the limit and are well-formed on their own; linear in
+the number of services (issue 9)."""
 
 from __future__ import annotations
 
+import json
 import re
+import subprocess
+import sys
+from pathlib import Path
 
+import attrs
 import pytest
+from typer.testing import CliRunner
 
+from engine.cli import app
 from engine.plan import Action, Plan, ServiceChange
+from engine.planfile import write_plan
 from engine.render import summary_line, to_markdown_parts
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
+ITEM = {"deploymentPath": "artifact-consumer",
+        "artifactConsumer": {"consumerKind": "main-server-compose", "registryImage": "r", "registry": "r",
+                             "source": {}, "build": {}, "noRuntimeSourceBuild": True, "dryRunOnly": False},
+        "target": {"deployCommandShape": "x"}, "validation": {}, "liveApply": {"allowed": True}}
 
 
 def plan_of(n: int) -> Plan:
@@ -18,11 +31,12 @@ def plan_of(n: int) -> Plan:
     services = tuple(ServiceChange(
         id=f"svc-{i:04d}", action=actions[i % len(actions)], reason=f"reason {i} | with a pipe " + "x" * (i % 90),
         requested_commit=SHA[:7], resolved_commit=SHA,
-        item={"artifactConsumer": {"consumerKind": "main-server-compose"}}) for i in range(n))
+        item=ITEM) for i in range(n))
     return Plan(format_version=1, udeploy_version="t", created_at="t", mode="env",
                 environment={"name": "dev", "namespace": "unidesk-dev"},
                 manifest={"mode": "env", "ref": "origin/master", "commit": SHA, "deployBlob": SHA},
-                request={}, refreshed=True, forced=False, selection=(), services=services, nodes=(), edges=(),
+                request={"env": "dev", "file": None, "services": [], "commit": None, "ref": "origin/master"},
+                refreshed=True, forced=False, selection=(), services=services, nodes=(), edges=(),
                 guardrails=())
 
 
@@ -53,3 +67,45 @@ def test_K5_small_plan_is_one_comment_with_a_one_line_summary() -> None:
     [part] = to_markdown_parts(plan_of(5))
     first = part.splitlines()[0]
     assert first.startswith("**udeploy plan**") and "to deploy" in first and "unchanged" in first
+
+
+def test_issue9_K5_20000_services_at_1000_chars_every_service_once_in_well_formed_parts() -> None:
+    """issue 9: this took 30 s (the summary recounted every service for every part); it is linear now."""
+    plan = plan_of(20000)
+    parts = to_markdown_parts(plan, 1000)
+    assert all(len(p) <= 1000 for p in parts)
+    for p in parts:
+        well_formed(p)
+    rows = [line for p in parts for line in p.splitlines() if line.startswith("| `svc-")]
+    assert len(rows) == 20000 and len(set(rows)) == 20000
+    assert all(f"part {i}/{len(parts)}" in p for i, p in enumerate(parts, 1))
+
+
+@pytest.mark.parametrize("chars", ["999", "0", "-5"])
+def test_issue9_max_comment_chars_below_1000_is_a_usage_error(tmp_path: Path, chars: str) -> None:
+    path = tmp_path / "plan.json"
+    write_plan(plan_of(3), path)
+    r = subprocess.run([sys.executable, "-m", "engine.cli", "show", str(path), "--format", "markdown",
+                        "--max-comment-chars", chars], capture_output=True, text=True, timeout=60)
+    error = json.loads(r.stdout)["error"]
+    assert r.returncode == 1 and error["code"] == "usage" and error["path"] == "max_comment_chars"
+
+
+def test_issue9_max_comment_chars_too_small_for_this_plan_is_a_usage_error(tmp_path: Path) -> None:
+    """A header that escapes long (a ref of `&`, each one `&amp;`) leaves no room for rows at 1000."""
+    path = tmp_path / "plan.json"
+    write_plan(attrs.evolve(plan_of(3), manifest={**plan_of(0).manifest, "ref": "&" * 500}), path)
+    result = CliRunner().invoke(app, ["show", str(path), "--format", "markdown", "--max-comment-chars", "1000"])
+    error = json.loads(result.stdout)["error"]
+    assert result.exit_code == 1 and error["code"] == "usage" and error["path"] == "--max-comment-chars"
+    assert "too small" in error["message"]
+
+
+def test_issue9_show_markdown_through_the_cli_keeps_every_row(tmp_path: Path) -> None:
+    path = tmp_path / "plan.json"
+    write_plan(plan_of(300), path)
+    result = CliRunner().invoke(app, ["show", str(path), "--format", "markdown", "--max-comment-chars", "1000"])
+    assert result.exit_code == 0
+    parts = json.loads(result.stdout)["parts"]
+    assert all(len(p) <= 1000 for p in parts)
+    assert sum(line.startswith("| `svc-") for p in parts for line in p.splitlines()) == 300

@@ -1,0 +1,230 @@
+"""issue 9, security item 3: every string in a plan is hostile (a plan file with a recomputed digest
+is accepted), so each rendering shows it as text and never lets it add structure: dot nodes and
+edges, SVG/HTML elements, markdown table cells, or terminal control sequences.
+
+Each test reads the rendering back with a real parser: Graphviz (`dot -Tjson`), an XML parser for
+SVG, `html.parser` for the HTML page, markdown-it (CommonMark + GFM tables) for PR comments."""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import json
+import re
+import subprocess
+import xml.etree.ElementTree as ET
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from markdown_it import MarkdownIt
+from typer.testing import CliRunner
+
+from engine.cli import app
+from engine.errors import Diagnostic, Severity
+from engine.plan import Action, GuardrailResult, Node, Plan, ServiceChange, StepKind
+from engine.planfile import canonical, to_document, write_plan
+from engine.render import printable, to_markdown_parts
+
+SHA = "0123456789abcdef0123456789abcdef01234567"
+ITEM = {"deploymentPath": "artifact-consumer",
+        "artifactConsumer": {"consumerKind": "main-server-compose", "registryImage": "r", "registry": "r",
+                             "source": {}, "build": {}, "noRuntimeSourceBuild": True, "dryRunOnly": False},
+        "target": {"deployCommandShape": "x"}, "validation": {}, "liveApply": {"allowed": True}}
+
+# Strings that break a syntax when pasted raw: dot quoting and escStrings, SVG/HTML/markdown markup,
+# table pipes and code spans, terminal escapes (clear screen, set title, OSC 8 link), bidi overrides.
+HOSTILE = [
+    'a" -> "pwn',
+    'b"]; evil [label="x", URL="http://evil"]; "c',
+    "ends with a backslash\\",
+    "\\N\\G\\n\\l escStrings",
+    "two\nlines\r\nand\ttab",
+    "\x1b[2J\x1b]0;owned\x07\x1b]8;;http://evil\x1b\\link\x1b]8;;\x1b\\",
+    "</details><!-- <img src=x onerror=alert(1)> <script>alert(2)</script>",
+    "`code` | pipe || `` ` ``",
+    "&lt;already&gt; &amp; & entities",
+    "--> ]]> <![CDATA[ x",
+    "\u202egnp.exe\u200b",
+    "*bold* _em_ [link](http://evil) ![img](http://evil/x.png) $x$ ~~s~~",
+]
+
+
+def hostile_plan(strings: list[str] = HOSTILE) -> Plan:
+    """A plan whose every free-form string is hostile: node ids (chained by edges), providers, hosts,
+    service ids, reasons, blocked reasons, drift, the manifest ref and the guardrail findings."""
+    nodes = tuple(Node(id=s, kind=StepKind.STAMP, provider=f"prov {s}", host=f"host {s}", service=s)
+                  for s in strings)
+    edges = tuple((a, b) for a, b in zip(strings, strings[1:], strict=False))
+    services = tuple(ServiceChange(id=s, action=list(Action)[i % len(Action)], reason=f"reason {s}",
+                                   requested_commit=SHA[:7], resolved_commit=SHA,
+                                   item={**ITEM, "blockedReason": f"blocked {s}"}, drift=f"drift {s}")
+                     for i, s in enumerate(strings))
+    findings = tuple(Diagnostic(Severity.ERROR, "x", f"finding {s}") for s in strings)
+    return Plan(format_version=1, udeploy_version="t", created_at="t", mode="env",
+                environment={"name": strings[0], "namespace": "unidesk-dev"},
+                manifest={"mode": "env", "ref": strings[-1], "commit": SHA, "deployBlob": SHA},
+                request={"env": "dev", "file": None, "services": [], "commit": None, "ref": "origin/master"},
+                refreshed=True, forced=False, selection=(), services=services, nodes=nodes, edges=edges,
+                guardrails=(GuardrailResult(id="P6", name=strings[-1], passed=False, findings=findings),))
+
+
+@pytest.fixture
+def hostile_file(tmp_path: Path) -> Path:
+    path = tmp_path / "plan.json"
+    write_plan(hostile_plan(), path)  # write_plan records the digest: read_plan accepts the file
+    return path
+
+
+def udeploy(*args: str) -> tuple[int, str]:
+    result = CliRunner().invoke(app, list(args), catch_exceptions=False)
+    return result.exit_code, result.stdout
+
+
+def graphviz_json(dot: str) -> dict:
+    done = subprocess.run(["dot", "-Tjson"], input=dot.encode(), capture_output=True, check=True, timeout=60)
+    return json.loads(done.stdout)
+
+
+def shown_label(raw: str) -> list[str]:
+    """A DOT label as Graphviz draws it: escString `\\n` breaks lines, `\\\\` is a backslash,
+    then character entities."""
+    lines = re.split(r"(?<!\\)((?:\\\\)*)\\n", raw)
+    # re.split keeps the captured backslash pairs: glue them back onto the line before each break
+    joined = [lines[0]]
+    for pairs, line in zip(lines[1::2], lines[2::2], strict=True):
+        joined[-1] += pairs
+        joined.append(line)
+    return [html.unescape(line.replace("\\\\", "\\")) for line in joined]
+
+
+def test_issue9_the_issue_plan_file_with_a_recomputed_digest_adds_no_edge(tmp_path: Path) -> None:
+    """The reported case: a node id `a" -> "pwn`, digest recomputed, rendered an edge not in the plan."""
+    doc = to_document(hostile_plan(["a", "b"]))
+    doc["graph"]["nodes"][0]["id"] = 'a" -> "pwn'
+    doc["graph"]["edges"] = [['a" -> "pwn', "b"]]
+    doc["digest"] = "sha256:" + hashlib.sha256(canonical(doc)).hexdigest()
+    path = tmp_path / "crafted.json"
+    path.write_text(json.dumps(doc))
+    code, dot = udeploy("graph", str(path))
+    assert code == 0
+    g = graphviz_json(dot)
+    labels = {o["_gvid"]: shown_label(o["label"])[0] for o in g["objects"]}
+    assert sorted(labels.values()) == ['a" -> "pwn', "b"]
+    assert [(labels[e["tail"]], labels[e["head"]]) for e in g["edges"]] == [('a" -> "pwn', "b")]
+
+
+def test_issue9_dot_has_exactly_the_plans_nodes_and_edges(hostile_file: Path) -> None:
+    code, dot = udeploy("graph", str(hostile_file), "--format", "dot")
+    assert code == 0
+    g = graphviz_json(dot)
+    drawn = {o["_gvid"]: shown_label(o["label"]) for o in g["objects"]}
+    assert len(drawn) == len(HOSTILE)
+    assert sorted(drawn.values()) == sorted([printable(s), printable(f"prov {s}@host {s}")] for s in HOSTILE)
+    edges = [(drawn[e["tail"]][0], drawn[e["head"]][0]) for e in g["edges"]]
+    assert edges == [(printable(a), printable(b)) for a, b in zip(HOSTILE, HOSTILE[1:], strict=False)]
+
+
+def test_issue9_svg_is_well_formed_xml_showing_each_id_as_text(hostile_file: Path) -> None:
+    code, svg = udeploy("graph", str(hostile_file), "--format", "svg")
+    assert code == 0
+    root = ET.fromstring(svg.encode())  # raises on anything not well-formed
+    ns = {"svg": "http://www.w3.org/2000/svg"}
+    groups = [g.get("class") for g in root.iter("{http://www.w3.org/2000/svg}g")]
+    assert groups.count("node") == len(HOSTILE) and groups.count("edge") == len(HOSTILE) - 1
+    texts = sorted(t.text or "" for t in root.findall(".//svg:text", ns))
+    assert texts == sorted([printable(s) for s in HOSTILE] + [printable(f"prov {s}@host {s}") for s in HOSTILE])
+    assert not any(el.tag.endswith(("script", "a", "foreignObject", "image")) for el in root.iter())
+
+
+class Elements(HTMLParser):
+    def __init__(self) -> None:
+        super().__init__()
+        self.tags: list[str] = []
+        self.attrs: list[tuple[str, str | None]] = []
+        self.comments: list[str] = []
+        self.text: list[str] = []
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        self.tags.append(tag)
+        self.attrs += attrs
+
+    def handle_comment(self, data: str) -> None:
+        self.comments.append(data)
+
+    def handle_data(self, data: str) -> None:
+        self.text.append(data)
+
+
+def test_issue9_html_page_has_no_injected_elements_and_stays_self_contained(hostile_file: Path) -> None:
+    code, page = udeploy("graph", str(hostile_file), "--format", "html")
+    assert code == 0
+    parsed = Elements()
+    parsed.feed(page)
+    parsed.close()
+    n, e = len(HOSTILE), len(HOSTILE) - 1
+    expected = {"html": 1, "head": 1, "meta": 2, "title": 1 + 1 + n + e, "body": 1, "h1": 1, "p": 2,
+                "svg": 1, "g": 1 + n + e, "polygon": 1 + n + e, "path": e, "text": 2 * n}
+    assert {t: parsed.tags.count(t) for t in set(parsed.tags)} == expected
+    # Graphviz's comments name only the generated node names (n0, n1 -> n2), never a plan id
+    assert all(re.fullmatch(r"\s*(n\d+(&#45;&gt;n\d+)?|Title: udeploy Pages: 1)\s*", c) for c in parsed.comments)
+    # self-contained: nothing to fetch, and the CSP forbids it anyway
+    assert not [v for k, v in parsed.attrs if k in ("src", "href", "xlink:href", "action")]
+    assert "default-src 'none'" in page
+    shown = "".join(parsed.text)
+    assert all(printable(s) in shown for s in HOSTILE)
+
+
+def cells_per_row(part: str) -> list[int]:
+    """The number of cells in each table row, as a CommonMark + GFM-tables renderer sees them."""
+    counts: list[int] = []
+    for tok in MarkdownIt("commonmark").enable("table").parse(part):
+        if tok.type == "tr_open":
+            counts.append(0)
+        elif tok.type in ("th_open", "td_open"):
+            counts[-1] += 1
+    return counts
+
+
+def test_issue9_markdown_cells_keep_the_columns_and_hold_no_raw_html(hostile_file: Path) -> None:
+    code, out = udeploy("show", str(hostile_file), "--format", "markdown")
+    assert code == 0
+    [part] = json.loads(out)["parts"]
+    md = MarkdownIt("commonmark").enable("table")
+    rendered = md.render(part)
+    parsed = Elements()
+    parsed.feed(rendered)
+    allowed = {"p", "strong", "details", "summary", "table", "thead", "tbody", "tr", "th", "td", "code", "ul", "li"}
+    assert set(parsed.tags) <= allowed, set(parsed.tags) - allowed
+    assert parsed.tags.count("details") == 1 and parsed.tags.count("tr") == 1 + len(HOSTILE)
+    assert parsed.tags.count("td") == 6 * len(HOSTILE)  # every row keeps the table's six columns
+    rows = [line for line in part.splitlines() if line.startswith("| ") and "---" not in line][1:]
+    assert len(rows) == len(HOSTILE)
+    for row in rows:
+        assert "<" not in row and len(re.findall(r"(?<!\\)\|", row)) == 7
+    # the only raw tags in the comment are the collapsible block's own
+    assert re.findall(r"<[^>]*>", part) == ["<details>", "<summary>", "</summary>", "</details>"]
+    # each reason reads back, as text, exactly as printable() shows it
+    text = "".join(parsed.text)
+    assert all(f"reason {printable(s)}" in text for s in HOSTILE)
+
+
+def test_issue9_markdown_clips_a_huge_hostile_cell_without_losing_a_column() -> None:
+    plan = hostile_plan([s * 400 for s in HOSTILE])
+    parts = to_markdown_parts(plan, 4000)
+    assert all(len(p) <= 4000 for p in parts)
+    rows = [line for p in parts for line in p.splitlines() if line.startswith("| ") and "---" not in line
+            and not line.startswith("| service")]
+    assert len(rows) == len(HOSTILE)
+    assert all(len(re.findall(r"(?<!\\)\|", row)) == 7 and "<" not in row for row in rows)
+    assert [c for p in parts for c in cells_per_row(p)] == [6] * (len(parts) + len(HOSTILE))
+
+
+def test_issue9_text_rendering_has_no_control_characters(hostile_file: Path) -> None:
+    code, out = udeploy("show", str(hostile_file), "--format", "text")
+    assert code == 0
+    assert all(ch.isprintable() for line in out.split("\n") for ch in line), "a control character reached the terminal"
+    # one line per service and one per drift: a newline in an id or reason adds none
+    service_lines = [line for line in out.splitlines() if line.startswith("  ") and "reason " in line]
+    assert len(service_lines) == len(HOSTILE)
+    assert "\\x1b[2J" in out  # the escape is shown, not obeyed
