@@ -46,12 +46,6 @@ class UsageError(UdeployError, ValueError):
     code = "usage"
 
 
-class InputTooLarge(UdeployError, ValueError):
-    """An input, or the work it asks for, is above a documented size limit."""
-
-    code = "input-too-large"
-
-
 class ManifestInvalid(UdeployError, ValueError):
     """A manifest is not valid JSON or breaks its schema."""
 
@@ -59,8 +53,8 @@ class ManifestInvalid(UdeployError, ValueError):
 
 
 class InputTooLarge(UdeployError, ValueError):
-    """An input is over a documented limit (size, nesting, YAML documents or alias expansion): refused
-    before the work it would cost, naming the file (and document) at fault."""
+    """An input, or the work it asks for, is over a documented limit (size, nesting, YAML documents,
+    alias expansion, graph layout): refused before the work it would cost, naming what is at fault."""
 
     code = "input-too-large"
 
