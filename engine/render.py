@@ -95,13 +95,16 @@ def to_text(plan: Plan) -> str:
 
 MD_BACKSLASHED = re.compile(r"([\\`*_\[\]|~$])")  # inline markdown syntax (and GitHub math)
 MD_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}  # raw HTML (`</details>`, `<!--`, `<img`) stays text
+MD_REFERENCE = re.compile(r"([@#])(?=[\w-])")
 MD_CODE_SAFE = re.compile(r"[A-Za-z0-9._/@:+=-]*")  # shown as a `code span` only when nothing in it is syntax
 
 
 def md_text(value: Any) -> str:
     """A value as literal markdown text for one table cell or list item: one line, no raw HTML."""
     text = MD_BACKSLASHED.sub(r"\\\1", printable(str(value)))
-    return re.sub(r"[&<>]", lambda m: MD_ENTITIES[m.group()], text)
+    text = re.sub(r"[&<>]", lambda m: MD_ENTITIES[m.group()], text)
+    # GitHub links `@user`, `@org/team` and `#123` in comment text: a word joiner keeps them inert.
+    return MD_REFERENCE.sub("\\1\u2060", text)
 
 
 def md_code(value: Any) -> str:

@@ -228,3 +228,10 @@ def test_issue9_text_rendering_has_no_control_characters(hostile_file: Path) -> 
     service_lines = [line for line in out.splitlines() if line.startswith("  ") and "reason " in line]
     assert len(service_lines) == len(HOSTILE)
     assert "\\x1b[2J" in out  # the escape is shown, not obeyed
+
+
+def test_issue9_markdown_mentions_and_issue_references_stay_inert() -> None:
+    """A reason that says `@org/admins` or `#1` must not make the bot ping people or link issues."""
+    text = "".join(to_markdown_parts(hostile_plan(["ping @org/admins see #1"])))
+    assert "@org/admins" not in text and "#1" not in text
+    assert "@\u2060org/admins" in text and "#\u20601" in text
