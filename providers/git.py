@@ -102,10 +102,10 @@ class GitProvider:
         """The full SHA of `commit` (a unique short or full SHA) in the remote (M5)."""
         where = path or redact_url(url)
         url_shown = redact_url(url)
-        if not SHORT_SHA.match(commit):
+        if not SHORT_SHA.fullmatch(commit):
             raise CommitNotFound(f"{commit!r} is not a hex commit id of 7 to 40 characters", path=where)
         repo = self.mirror(url)
-        if FULL_SHA.match(commit):
+        if FULL_SHA.fullmatch(commit):
             if _object_type(repo, commit) != "commit":
                 raise CommitNotFound(f"commit {commit} does not exist in {url_shown}", path=where)
             return commit

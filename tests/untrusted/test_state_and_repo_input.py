@@ -25,10 +25,13 @@ from engine import lock as env_lock
 from engine.apply import Resume
 from engine.catalog import parse_catalog
 from engine.cli import app
-from engine.errors import ManifestInvalid
+from engine.errors import ManifestInvalid, UdeployError
 from engine.jobs import Job, StateRecordCorrupt, new_job_id
 from engine.repo_url import RefRefused, RepoUrlRefused, check_ref, check_repo_url, ref_problem
+from providers.compose_build import export_source
+from providers.compose_ops import Layout
 from providers.git import GitProvider
+from providers.hostshell import LocalShell
 from tests.conftest import Cli, CliResult
 from tests.sample_repo import SampleRepo
 
@@ -474,3 +477,17 @@ def test_issue9_hostile_ci_json_through_the_cli_is_a_manifest_error(sample: Samp
     r = cli("plan", "--env", "dev", "--no-refresh")
     assert r.exit_code == 1 and r.json["error"]["code"] == "manifest-invalid"
     assert r.json["error"]["path"] == f"CI.json#$.artifacts[{up}].services"
+
+
+@pytest.mark.parametrize("repo,commit", [("--upload-pack=touch PWNED", "a" * 40), ("ext::sh -c touch% PWNED", "a" * 40),
+                                         ("https://github.com/pikasTech/unidesk", "--output=PWNED")])
+def test_issue9_target_side_export_refuses_hostile_plan_params_before_git(tmp_path: Path, repo: str,
+                                                                          commit: str) -> None:
+    """A plan file with a recomputed digest can carry any node params: the export step checks them."""
+    shell = LocalShell("D601", f"unix://{tmp_path}/no-docker.sock")
+    params = {"repo": repo.replace("PWNED", str(tmp_path / "pwned")),
+              "commit": commit.replace("PWNED", str(tmp_path / "pwned")), "project": "p", "context": "."}
+    with pytest.raises(UdeployError) as caught:
+        export_source(shell, Layout(str(tmp_path / "root")), params, "svc", dry_run=False)
+    assert caught.value.code in ("repo-url-refused", "commit-not-found")
+    assert not (tmp_path / "pwned").exists() and not (tmp_path / "root").exists()
