@@ -27,6 +27,7 @@ from engine.catalog import parse_catalog
 from engine.cli import app
 from engine.errors import ManifestInvalid, UdeployError
 from engine.jobs import Job, StateRecordCorrupt, new_job_id
+from engine.manifest import parse_deploy
 from engine.repo_url import RefRefused, RepoUrlRefused, check_ref, check_repo_url, ref_problem
 from providers.compose_build import export_source
 from providers.compose_ops import Layout
@@ -442,6 +443,11 @@ def hostile_shapes() -> list[tuple[str, str, tuple[Any, ...], Any, str]]:
          {"manifest": "m", "namespace": "n"}, "$.environments.dev.prerequisites['dev-foundation']"),
         ("microservice id a list", "config", ("microservices", 0, "id"), ["a"], "$.microservices[0].id"),
         ("microservice id a path", "config", ("microservices", 0, "id"), "../x", "$.microservices[0].id"),
+        # Python's `$` also matches before a final newline; the schemas' patterns must not.
+        ("microservice id with a trailing newline", "config", ("microservices", 0, "id"), "backend-core\n",
+         "$.microservices[0].id"),
+        ("digest with a trailing newline", "ci", ("artifacts", up, "digest"), "sha256:" + "0" * 64 + "\n",
+         f"$.artifacts[{up}].digest"),
         ("hostPathSource root a number", "config", ("microservices", cq, "hostPathSource", "root"), 1,
          f"$.microservices[{cq}].hostPathSource.root"),
         ("localMode compose port a string", "config", ("microservices", k3, "localMode", "compose", "healthPort"),
@@ -467,6 +473,15 @@ def test_issue9_hostile_shapes_are_schema_errors_naming_the_path(name: str, whic
         parse_catalog(config, ci)
     named = [d["path"] for d in caught.value.details]
     assert f"{which.replace('ci', 'CI')}.json#{json_path}" in named, (name, named)
+
+
+@pytest.mark.parametrize("field,value", [("id", "backend-core\n"), ("commitId", "abc1234\n"), ("id", ["a"]),
+                                         ("repo", 5)])
+def test_issue9_deploy_json_patterns_and_types_hold(field: str, value: Any) -> None:
+    entry = {"id": "backend-core", "repo": "https://github.com/pikasTech/unidesk", "commitId": "abc1234", field: value}
+    with pytest.raises(ManifestInvalid) as caught:
+        parse_deploy({"schemaVersion": 1, "services": [entry]}, source="deploy.json", environment=None)
+    assert caught.value.path == f"deploy.json#$.services[0].{field}"
 
 
 def test_issue9_hostile_ci_json_through_the_cli_is_a_manifest_error(sample: SampleRepo, cli: Cli) -> None:
