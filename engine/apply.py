@@ -24,7 +24,7 @@ from engine.desired import DesiredState, load_desired
 from engine.errors import PolicyRefused, UdeployError
 from engine.graph import Graph, NodeOutcome
 from engine.guardrails import run_all
-from engine.jobs import Job, new_job_id
+from engine.jobs import Job, StateRecordCorrupt, check_state_folder, new_job_id, read_record
 from engine.observe import Observations, ProviderPool, observe, runtime_target
 from engine.plan import Action, Node, Plan, StepKind
 from engine.planfile import PlanStale, to_document
@@ -66,8 +66,23 @@ class Resume:
     def __init__(self, state_dir: Path, digest: str) -> None:
         self._lock = threading.Lock()  # nodes finish on several walk threads
         self.path = state_dir / "plans" / (digest.removeprefix("sha256:") + ".json")
-        self.doc: dict[str, Any] = json.loads(self.path.read_text()) if self.path.exists() else \
-            {"nodes": {}, "runtime": {}}
+        self.doc = self._read(self.path)
+
+    @staticmethod
+    def _read(path: Path) -> dict[str, Any]:
+        """The record, or an empty one. A corrupt record refuses the apply (issue 9): guessing
+        which nodes are done could skip unverified work or redo work whose effect moved live state."""
+        check_state_folder(path.parent.parent)
+        check_state_folder(path.parent)
+        try:
+            doc = read_record(path)
+        except FileNotFoundError:
+            return {"nodes": {}, "runtime": {}}
+        nodes, runtime = doc.get("nodes"), doc.get("runtime")
+        if not _str_map(nodes) or not _str_map(runtime):
+            raise StateRecordCorrupt(f"{path} is corrupt: nodes and runtime must map names to strings; "
+                                     "remove it to re-apply every node, or make a new plan", path=str(path))
+        return {"nodes": nodes, "runtime": runtime}
 
     @property
     def done(self) -> set[str]:
@@ -86,6 +101,10 @@ class Resume:
             tmp = self.path.with_suffix(".tmp")
             tmp.write_text(json.dumps(self.doc, indent=2))
             tmp.replace(self.path)
+
+
+def _str_map(value: object) -> bool:
+    return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
 
 
 def check_trust(plan: Plan, options: ApplyOptions, pool_for: Callable[[DesiredState], ProviderPool],

@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 
 from engine.jsonschema_check import check
+from engine.repo_url import check_repo_url
 
 ENVIRONMENTS = ("dev", "prod")
 
@@ -172,7 +173,8 @@ def parse_catalog(config: Any, ci: Any, *, config_source: str = "config.json",
         upstream_prefix=registry.get("upstreamMirrorPrefix", "upstream"),
         hosts={hid: _host(hid, h) for hid, h in config["hosts"].items()},
         environments={name: _environment(name, e) for name, e in config["environments"].items()},
-        microservices={m["id"]: _microservice(m) for m in config["microservices"]},
+        microservices={m["id"]: _microservice(m, f"{config_source}#$.microservices[{i}]")
+                       for i, m in enumerate(config["microservices"])},
         artifacts={a["id"]: Artifact(id=a["id"], kind=a["kind"], spec=a) for a in ci["artifacts"]},
         builder_host=ci.get("builder", {}).get("host"),
     )
@@ -192,8 +194,9 @@ def _environment(name: str, e: Mapping[str, Any]) -> EnvironmentSettings:
                                database_fingerprint=fingerprint, prerequisites=e.get("prerequisites", {}))
 
 
-def _microservice(m: Mapping[str, Any]) -> Microservice:
+def _microservice(m: Mapping[str, Any], path: str) -> Microservice:
     repo = m["repository"]
+    check_repo_url(repo["url"], f"{path}.repository.url")  # it reaches git (issue 9)
     deployment = m["deployment"]
     source = repo.get("artifactSource")
     return Microservice(

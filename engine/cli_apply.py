@@ -32,7 +32,20 @@ from engine.cli_common import (
 )
 from engine.desired import Request
 from engine.errors import ExitCode, PolicyRefused, UdeployError, UsageError
-from engine.jobs import Job, JobNotFound, default_state_dir, list_jobs, new_job_id, pid_alive
+from engine.jobs import (
+    SMALL_RECORD_LIMIT,
+    Job,
+    JobNotFound,
+    JobRecordCorrupt,
+    check_job_id,
+    default_state_dir,
+    list_jobs,
+    new_job_id,
+    pid_alive,
+    read_record,
+    tail_of,
+    valid_pid,
+)
 from engine.lock import read_lock, release
 from engine.plan import Action, Plan
 from engine.planfile import make_converter, read_plan, write_plan
@@ -96,6 +109,8 @@ def apply(
 
     def run() -> int:
         state = state_dir or default_state_dir()
+        if job_id is not None:
+            check_job_id(job_id, "--job-id")
         if plan_file is not None:
             if env or file or service or commit or force:
                 raise UsageError("a saved plan already fixes environment, services and commits: give either "
@@ -157,42 +172,57 @@ def _record_refusal(state: Path, job_id: str, plan: Plan, exc: UdeployError) -> 
     job.finish("refused", exc.to_json())
 
 
+TAIL_BYTES_MAX = 1 << 20  # a tail is for a terminal or a bot comment; the whole log is on disk
+
+
 @job_app.command("status")
 def job_status(
     job: Annotated[str, typer.Argument(help="The job id apply printed.")],
-    tail_bytes: Annotated[int, typer.Option("--tail-bytes", min=0, help="How much of the log's end to "
-                                            "include.")] = 4096,
+    tail_bytes: Annotated[int, typer.Option("--tail-bytes", min=0, max=TAIL_BYTES_MAX,
+                                            help="How much of the log's end to include (at most 1 MiB).")] = 4096,
     state_dir: StateOpt = None,
 ) -> None:
     """A job's state, per-node progress and a bounded tail of its log."""
 
     def run() -> int:
-        emit(job_status_doc(state_dir or default_state_dir(), job, tail_bytes))
+        emit(job_status_doc(state_dir or default_state_dir(), check_job_id(job, "JOB"), tail_bytes))
         return 0
 
     guarded(run)
 
 
 def job_status_doc(state: Path, job_id: str, tail_bytes: int) -> dict[str, object]:
+    tail_bytes = max(0, min(tail_bytes, TAIL_BYTES_MAX))
     try:
         j = Job.open(state, job_id)
     except JobNotFound:
         launch = state / "jobs" / f"{job_id}.launch.json"
-        if not launch.exists():
+        if not launch.exists() and not launch.is_symlink():
             raise
-        pid = int(json.loads(launch.read_text())["pid"])
-        out = (state / "jobs" / f"{job_id}.out").read_bytes()[-tail_bytes:] if tail_bytes else b""
-        return {"jobId": job_id, "state": "starting" if pid_alive(pid) else "died", "pid": pid, "nodes": {},
-                "note": "the detached apply has not created its job yet (lock and trust checks come first)",
-                "logTail": out.decode(errors="replace")}
+        return _launch_status(launch, state / "jobs" / f"{job_id}.out", job_id, tail_bytes)
     doc = j.status()
-    doc["logTail"] = j.tail(tail_bytes)
+    tail = j.tail(tail_bytes)
+    doc["logTail"] = tail or ""
+    if tail is None:
+        doc["logProblem"] = f"{j.dir / 'log'} is missing or not a regular file"
     return doc
+
+
+def _launch_status(launch: Path, out: Path, job_id: str, tail_bytes: int) -> dict[str, object]:
+    """A detached job before its child created the job directory: answered from the launch record."""
+    record = read_record(launch, SMALL_RECORD_LIMIT, error=JobRecordCorrupt)
+    pid = record.get("pid")
+    if not valid_pid(pid) or record.get("jobId") != job_id:
+        raise JobRecordCorrupt(f"job {job_id}: {launch} is corrupt (jobId or pid missing or wrong)",
+                               path=str(launch))
+    return {"jobId": job_id, "state": "starting" if pid_alive(pid) else "died", "pid": pid, "nodes": {},
+            "note": "the detached apply has not created its job yet (lock and trust checks come first)",
+            "logTail": (tail_of(out, tail_bytes) or "") if tail_bytes else ""}
 
 
 @job_app.command("list")
 def job_list(state_dir: StateOpt = None) -> None:
-    """Every job under the state directory, oldest first."""
+    """Every job under the state directory, oldest first; an unreadable one is listed as such."""
 
     def run() -> int:
         emit({"jobs": list_jobs(state_dir or default_state_dir())})
@@ -201,15 +231,23 @@ def job_list(state_dir: StateOpt = None) -> None:
     guarded(run)
 
 
+LOCK_ENVS = ("dev", "prod", "local-manifest")
+LockEnvOpt = Annotated[str, typer.Option("--env", help="dev, prod, or local-manifest.")]
+
+
+def lock_scope(env: str) -> str:
+    if env not in LOCK_ENVS:
+        raise UsageError(f"--env: {ascii(env)[:80]} is not one of {', '.join(LOCK_ENVS)}", path="--env")
+    return env if env == "local-manifest" else f"env-{env}"
+
+
 @lock_app.command("status")
-def lock_status(
-    env: Annotated[str, typer.Option("--env", help="dev, prod, or local-manifest.")] = "dev",
-    state_dir: StateOpt = None,
-) -> None:
-    """Who holds the apply lock of an environment, and whether that process is still alive."""
+def lock_status(env: LockEnvOpt = "dev", state_dir: StateOpt = None) -> None:
+    """Who holds the apply lock of an environment, and whether that process is still alive. A lock
+    file udeploy cannot read shows `unreadable: true`: it counts as held."""
 
     def run() -> int:
-        scope = env if env == "local-manifest" else f"env-{env}"
+        scope = lock_scope(env)
         emit({"scope": scope, "lock": read_lock(state_dir or default_state_dir(), scope)})
         return 0
 
@@ -219,14 +257,15 @@ def lock_status(
 @lock_app.command("release")
 def lock_release(
     lock_id: Annotated[str, typer.Option("--lock-id", help="The id `udeploy lock status` shows; required so "
-                                         "nobody releases a lock they have not looked at.")],
-    env: Annotated[str, typer.Option("--env", help="dev, prod, or local-manifest.")] = "dev",
+                                         "nobody releases a lock they have not looked at (an unreadable "
+                                         "lock shows a stand-in id, unreadable-...).")],
+    env: LockEnvOpt = "dev",
     state_dir: StateOpt = None,
 ) -> None:
     """Force-release an environment's apply lock (for a holder that is gone)."""
 
     def run() -> int:
-        scope = env if env == "local-manifest" else f"env-{env}"
+        scope = lock_scope(env)
         release(state_dir or default_state_dir(), scope, lock_id)
         emit({"scope": scope, "released": lock_id})
         return 0

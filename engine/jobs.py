@@ -4,6 +4,13 @@ A job directory holds `status.json` (the job's state, its pid, and one record pe
 `log` (append-only, one line per event). A job whose process died without finishing is reported
 as `died`, never as running forever. Nothing here ever writes a secret value: callers log node
 messages, which providers keep to names, booleans and lengths.
+
+State files are read as untrusted (issue 9): anyone who can write the state directory can leave
+junk there. A job id given on the command line must match `new_job_id()`'s grammar, so it can
+never name a path outside `<state>/jobs/`. Every record is read with a size cap, without
+blocking (a FIFO is not a record), and checked for the fields udeploy relies on; a record that
+fails is `job-record-corrupt` (or `state-record-corrupt`) naming the file, never a traceback.
+`list_jobs` reports such an entry as `state: "unreadable"` and goes on with the others.
 """
 
 from __future__ import annotations
@@ -11,17 +18,111 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import secrets
+import stat
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, TypeGuard
 
-from engine.errors import UdeployError
+from engine.errors import UdeployError, UsageError
+
+JOB_ID = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$")  # new_job_id()'s format
+PID_MAX = 2**22  # the kernel's largest pid_max: a pid beyond it was never a process
+RECORD_LIMIT = 16 * 2**20  # a status.json of thousands of nodes is well under this
+SMALL_RECORD_LIMIT = 64 * 2**10  # locks and launch records are a few hundred bytes
 
 
 class JobNotFound(UdeployError, LookupError):
     code = "job-not-found"
+
+
+class StateRecordCorrupt(UdeployError, ValueError):
+    """A state file udeploy wrote is not what it wrote: unreadable, not JSON, or missing fields."""
+
+    code = "state-record-corrupt"
+
+
+class JobRecordCorrupt(StateRecordCorrupt):
+    code = "job-record-corrupt"
+
+
+class StateUnusable(UdeployError, OSError):
+    """The state directory (or one of its folders) exists but is not a directory udeploy can use."""
+
+    code = "state-unusable"
+
+
+def check_job_id(job_id: str, argument: str) -> str:
+    """A job id from the command line: exactly `new_job_id()`'s format, so never a path."""
+    if not JOB_ID.fullmatch(job_id):
+        raise UsageError(f"{argument}: {ascii(job_id)[:80]} is not a job id (like 20261130T120000Z-0a1b2c)",
+                         path=argument)
+    return job_id
+
+
+def valid_pid(value: object) -> TypeGuard[int]:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 < value <= PID_MAX
+
+
+def check_state_folder(folder: Path) -> None:
+    """`folder` is absent or a directory; anything else is `state-unusable`."""
+    if (folder.exists() or folder.is_symlink()) and not folder.is_dir():
+        raise StateUnusable(f"{folder} is not a directory", path=str(folder))
+
+
+def read_record_bytes(path: Path, limit: int, error: type[StateRecordCorrupt] = StateRecordCorrupt) -> bytes:
+    """The bytes of a regular file of at most `limit` bytes. `FileNotFoundError` passes through;
+    anything else that is not such a file is `error` naming it. Opened without blocking, so a
+    FIFO planted as a record cannot hang the command."""
+    try:
+        f = open_regular(path)
+    except FileNotFoundError:
+        raise
+    except OSError as exc:
+        raise error(f"{path} cannot be read: {exc.strerror or exc}", path=str(path)) from None
+    with f:
+        data = f.read(limit + 1)
+    if len(data) > limit:
+        raise error(f"{path} is larger than {limit} bytes", path=str(path))
+    return data
+
+
+def open_regular(path: Path) -> BinaryIO:
+    """`path` opened for reading if it is a regular file (checked on the open descriptor)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise OSError(f"{path} is not a regular file")
+    return os.fdopen(fd, "rb")
+
+
+def parse_record(data: bytes, path: Path, error: type[StateRecordCorrupt] = StateRecordCorrupt) -> dict[str, Any]:
+    """A JSON object, or `error` naming the file (deep nesting and huge integers included)."""
+    try:
+        doc = json.loads(data)
+    except (ValueError, RecursionError) as exc:
+        raise error(f"{path} is not valid JSON: {str(exc)[:120]}", path=str(path)) from None
+    if not isinstance(doc, dict):
+        raise error(f"{path} is not a JSON object", path=str(path))
+    return doc
+
+
+def read_record(path: Path, limit: int = RECORD_LIMIT,
+                error: type[StateRecordCorrupt] = StateRecordCorrupt) -> dict[str, Any]:
+    return parse_record(read_record_bytes(path, limit, error), path, error)
+
+
+def tail_of(path: Path, max_bytes: int) -> str | None:
+    """The last `max_bytes` of a regular file, or None when there is no such file."""
+    try:
+        f = open_regular(path)
+    except OSError:
+        return None
+    with f:
+        f.seek(max(0, os.fstat(f.fileno()).st_size - max_bytes))
+        return f.read(max_bytes).decode(errors="replace")
 
 
 def default_state_dir() -> Path:
@@ -55,7 +156,7 @@ class Job:
     """One job's directory. Thread-safe: the walk updates nodes from several threads."""
 
     def __init__(self, root: Path, job_id: str) -> None:
-        self.id = job_id
+        self.id = check_job_id(job_id, "JOB")
         self.dir = root / "jobs" / job_id
         self._lock = threading.Lock()
 
@@ -63,6 +164,8 @@ class Job:
     def create(cls, state_dir: Path, *, plan_digest: str, plan_file: str | None, environment: str | None,
                dry_run: bool, nodes: list[str], job_id: str | None = None) -> Job:
         job = cls(state_dir, job_id or new_job_id())
+        check_state_folder(state_dir)
+        check_state_folder(job.dir.parent)
         job.dir.mkdir(parents=True, exist_ok=False)
         job._write({"jobId": job.id, "state": "running", "pid": os.getpid(), "planDigest": plan_digest,
                     "planFile": plan_file, "environment": environment, "dryRun": dry_run, "startedAt": now(),
@@ -73,13 +176,32 @@ class Job:
     @classmethod
     def open(cls, state_dir: Path, job_id: str) -> Job:
         job = cls(state_dir, job_id)
-        if not (job.dir / "status.json").exists():
+        check_state_folder(state_dir)
+        check_state_folder(job.dir.parent)
+        if job.dir.is_symlink() or (job.dir.exists() and not job.dir.is_dir()):
+            raise JobRecordCorrupt(f"job {job_id}: {job.dir} is not a directory", path=str(job.dir))
+        if not (job.dir / "status.json").exists() and not (job.dir / "status.json").is_symlink():
             raise JobNotFound(f"no job {job_id} under {state_dir / 'jobs'}", path=job_id)
         return job
 
     def status(self) -> dict[str, Any]:
-        doc: dict[str, Any] = json.loads((self.dir / "status.json").read_text())
-        if doc["state"] == "running" and not pid_alive(int(doc["pid"])):
+        """status.json, checked for what udeploy relies on; a running job whose pid is gone has died."""
+        path = self.dir / "status.json"
+        try:
+            doc = read_record(path, error=JobRecordCorrupt)
+        except FileNotFoundError:
+            raise JobRecordCorrupt(f"job {self.id}: {path} disappeared", path=str(path)) from None
+        problems = [f"{k} is missing" for k in ("jobId", "state", "pid") if k not in doc]
+        if "state" in doc and not isinstance(doc["state"], str):
+            problems.append("state is not a string")
+        if "pid" in doc and not valid_pid(doc["pid"]):
+            problems.append(f"pid is not a process id (an integer from 1 to {PID_MAX})")
+        if "nodes" in doc and not isinstance(doc["nodes"], dict):
+            problems.append("nodes is not an object")
+        if problems:
+            raise JobRecordCorrupt(f"job {self.id}: {path} is corrupt: {'; '.join(problems)}", path=str(path),
+                                   details={"problems": problems})
+        if doc["state"] == "running" and not pid_alive(doc["pid"]):
             doc["state"] = "died"
             doc["diedNote"] = f"process {doc['pid']} ended without finishing the job"
         return doc
@@ -88,12 +210,9 @@ class Job:
         with self._lock, open(self.dir / "log", "a") as f:
             f.write(f"{now()} {message}\n")
 
-    def tail(self, max_bytes: int) -> str:
-        path = self.dir / "log"
-        size = path.stat().st_size
-        with open(path, "rb") as f:
-            f.seek(max(0, size - max_bytes))
-            return f.read().decode(errors="replace")
+    def tail(self, max_bytes: int) -> str | None:
+        """The end of the log, or None when it is missing or not a regular file."""
+        return tail_of(self.dir / "log", max_bytes)
 
     def node(self, node_id: str, state: str, **facts: Any) -> None:
         def change(d: dict[str, Any]) -> None:
@@ -116,14 +235,37 @@ class Job:
         tmp.replace(self.dir / "status.json")
 
 
+LISTED = ("jobId", "state", "environment", "dryRun", "startedAt", "finishedAt", "planDigest")
+
+
 def list_jobs(state_dir: Path) -> list[dict[str, Any]]:
+    """Every job directory, oldest first; one that cannot be read is listed as `unreadable`."""
+    check_state_folder(state_dir)
     root = state_dir / "jobs"
+    check_state_folder(root)
     if not root.exists():
         return []
     out = []
-    for d in sorted(root.iterdir()):
-        if (d / "status.json").exists():
-            s = Job(state_dir, d.name).status()
-            out.append({k: s.get(k) for k in ("jobId", "state", "environment", "dryRun", "startedAt", "finishedAt",
-                                              "planDigest")})
+    for entry in sorted(root.iterdir()):
+        listed = _listed(state_dir, entry)
+        if listed is not None:
+            out.append(listed)
     return out
+
+
+def _listed(state_dir: Path, entry: Path) -> dict[str, Any] | None:
+    """A job's summary; None for the detached-launch files beside the job directories, and for a
+    directory apply is still creating (no status.json yet)."""
+    if not JOB_ID.fullmatch(entry.name):
+        if entry.is_dir() and not entry.is_symlink():
+            return {"jobId": None, "entry": entry.name, "state": "unreadable", "problem": "not a job id"}
+        return None
+    if not entry.is_dir() or entry.is_symlink():
+        return {"jobId": entry.name, "state": "unreadable", "problem": f"{entry} is not a directory"}
+    if not (entry / "status.json").exists() and not (entry / "status.json").is_symlink():
+        return None
+    try:
+        s = Job(state_dir, entry.name).status()
+    except StateRecordCorrupt as exc:
+        return {"jobId": entry.name, "state": "unreadable", "problem": exc.message}
+    return {k: s.get(k) for k in LISTED}

@@ -13,6 +13,7 @@ import attrs
 from engine.catalog import ENVIRONMENTS
 from engine.errors import ForbiddenServiceField, ManifestInvalid, UnknownEnvironment
 from engine.jsonschema_check import check
+from engine.repo_url import check_repo_url
 
 # M2: what a deploy.json service entry must never say, by the category the spec names.
 FORBIDDEN_FIELDS = {
@@ -101,6 +102,8 @@ def _select_environment(doc: dict[str, Any], source: str, environment: str | Non
     env = envs[environment]
     base = f"{source}#$.environments.{environment}"
     ci = env.get("ci")
+    if ci:  # the CI declaration's repo reaches git like a service's (issue 9)
+        check_repo_url(ci["repo"], f"{base}.ci.repo")
     return DeployManifest(
         2, _entries(env["services"], f"{base}.services"),
         CiDeclaration(ci["repo"], ci["scriptPath"], ci["timeoutMs"]) if ci else None)
@@ -114,6 +117,7 @@ def _entries(items: list[dict[str, Any]], base: str) -> tuple[ServiceEntry, ...]
         if e["id"] in seen:
             raise ManifestInvalid(f"service {e['id']!r} is listed twice", path=path)
         seen.add(e["id"])
+        check_repo_url(e["repo"], f"{path}.repo")  # refused at parse time, so `plan --no-refresh` refuses too
         out.append(ServiceEntry(id=e["id"], repo=e["repo"], commit_id=e["commitId"], path=path))
     return tuple(out)
 

@@ -18,6 +18,7 @@ import git
 
 from engine.errors import GitError, ManifestInvalid
 from engine.input_files import MAX_MANIFEST_BYTES, read_input, require_utf8_path, shown
+from engine.repo_url import check_ref, check_repo_url
 from providers.git import GitProvider, redact_url
 
 DEFAULT_REF = "origin/master"
@@ -95,7 +96,8 @@ def checkout_root(start: Path) -> Path:
 
 def open_env_source(provider: GitProvider, checkout: Path, ref: str = DEFAULT_REF) -> tuple[GitReader, ManifestSource]:
     """Fetch the remote and pin the ref's commit; everything after reads from that commit."""
-    url = origin_url(checkout)
+    check_ref(ref, path="--ref")  # before anything reaches git (issue 9)
+    url = check_repo_url(origin_url(checkout), path="origin")
     commit = provider.ref_commit(url, ref)
     reader = GitReader(provider, url, commit)
     source = ManifestSource(

@@ -14,9 +14,12 @@ from typing import Any
 
 import attrs
 
+from engine.errors import CommitNotFound
 from engine.provider_api import StepResult
+from engine.repo_url import check_repo_url
 from providers import compose_facts as facts
 from providers.compose_ops import Layout, _in_dir
+from providers.git import FULL_SHA
 from providers.hostshell import HostShell
 
 # -- target-side build (B1, B3, B4): the host fetches, archives and builds; never the operator's tree
@@ -88,7 +91,7 @@ g() { if [ -n "$proxy" ]; then git -c http.proxy="$proxy" "$@"; else git "$@"; f
 if [ -d "$mirror" ]; then
   g -C "$mirror" fetch -q --prune origin '+refs/heads/*:refs/heads/*' '+refs/tags/*:refs/tags/*'
 else
-  mkdir -p "${mirror%/*}"; g clone -q --mirror "$repo" "$mirror"
+  mkdir -p "${mirror%/*}"; g clone -q --mirror -- "$repo" "$mirror"
 fi
 full=$(git -C "$mirror" rev-parse --verify --quiet "$commit^{commit}") || {
   echo "commit $commit not in $repo" >&2; exit 4; }
@@ -116,6 +119,10 @@ exec git ls-remote --exit-code "$1" >/dev/null
 def export_source(shell: HostShell, layout: Layout, params: Mapping[str, Any], service_id: str,
                   dry_run: bool, proxy: BuildProxy | None = None) -> StepResult:
     repo, commit = str(params["repo"]), str(params["commit"])
+    check_repo_url(repo, path=f"{service_id}/export-source.repo")  # plan params are hostile too (issue 9)
+    if not FULL_SHA.fullmatch(commit):
+        raise CommitNotFound(f"commit {ascii(commit)[:60]} is not a full SHA",
+                             path=f"{service_id}/export-source.commit")
     mirror = layout.mirror_dir(repo)
     dest = layout.build_dir(params.get("project"), service_id, commit)
     info: dict[str, Any] = {"repo": repo, "commit": commit, "mirror": mirror, "buildDir": dest,

@@ -4,6 +4,10 @@ Every remote is read through a bare mirror in a per-user cache (`$UDEPLOY_CACHE_
 `~/.cache/udeploy/mirrors`), fetched at most once per provider instance. Nothing is ever cloned
 into the operator's checkout, and nothing here reads a working tree: manifests come from git
 objects at a ref, so a dirty or uncommitted file has no effect (M7).
+
+Defence in depth (issue 9): every URL and ref is checked against `engine.repo_url` before any
+git command, git itself is told which protocols it may use (`GIT_ALLOW_PROTOCOL`, which also
+covers a URL an `insteadOf` rewrote), and GitPython's `allow_unsafe_*` switches are never set.
 """
 
 from __future__ import annotations
@@ -21,9 +25,12 @@ import attrs
 import git
 
 from engine.errors import CommitAmbiguous, CommitNotFound, GitError
+from engine.repo_url import check_ref, check_repo_url
 
 FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
 SHORT_SHA = re.compile(r"^[0-9a-f]{7,40}$")
+# Git refuses any other transport, even one a URL rewrite (`insteadOf`) leads to.
+GIT_ENV = {"GIT_ALLOW_PROTOCOL": "https:ssh:file", "GIT_TERMINAL_PROMPT": "0"}
 
 
 def redact_url(url: str) -> str:
@@ -69,6 +76,7 @@ class GitProvider:
         the mirror's own remote, so a plan that records only redacted URLs can still be applied.
         """
         key = redact_url(url)
+        check_repo_url(url, path=key)
         with self._lock:
             if key in self._fetched:
                 return self._fetched[key]
@@ -79,10 +87,11 @@ class GitProvider:
                 try:
                     if path.exists():
                         repo = git.Repo(path)
+                        repo.git.update_environment(**GIT_ENV)
                         repo.git.fetch("--prune", "--force", "origin", "+refs/heads/*:refs/heads/*",
                                        "+refs/tags/*:refs/tags/*")
                     else:
-                        repo = git.Repo.clone_from(url, path, mirror=True)
+                        repo = git.Repo.clone_from(url, path, mirror=True, env=GIT_ENV)
                 except git.GitCommandError as exc:
                     detail = (exc.stderr or "").strip().replace(url, key) or type(exc).__name__
                     raise GitError(f"cannot fetch {key}: {detail}", path=key) from None
@@ -93,10 +102,10 @@ class GitProvider:
         """The full SHA of `commit` (a unique short or full SHA) in the remote (M5)."""
         where = path or redact_url(url)
         url_shown = redact_url(url)
-        if not SHORT_SHA.match(commit):
+        if not SHORT_SHA.fullmatch(commit):
             raise CommitNotFound(f"{commit!r} is not a hex commit id of 7 to 40 characters", path=where)
         repo = self.mirror(url)
-        if FULL_SHA.match(commit):
+        if FULL_SHA.fullmatch(commit):
             if _object_type(repo, commit) != "commit":
                 raise CommitNotFound(f"commit {commit} does not exist in {url_shown}", path=where)
             return commit
@@ -111,6 +120,7 @@ class GitProvider:
 
     def ref_commit(self, url: str, ref: str) -> str:
         """The commit a remote branch points at; `ref` is `origin/<branch>` or a branch name."""
+        check_ref(ref, path=str(ref)[:200])
         repo = self.mirror(url)
         branch = ref.removeprefix("origin/")
         try:

@@ -33,7 +33,7 @@ documents = st.one_of(
 )
 KNOWN_CODES = {"manifest-invalid", "forbidden-service-field", "unknown-environment", "service-not-found",
                "catalog-entry-missing", "commit-not-found", "commit-ambiguous", "git-error", "usage",
-               "policy-refused"}
+               "policy-refused", "repo-url-refused"}
 
 
 def _assert_clean(cli: Cli, path: Path) -> None:
