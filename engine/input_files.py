@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import stat
 from pathlib import Path
+from typing import BinaryIO
 
 from engine.errors import InputTooLarge, UdeployError, UsageError
 
@@ -44,18 +45,24 @@ def require_utf8_path(path: Path, option: str) -> None:
         raise UsageError(f"{option} {shown(path)!r} is not a valid UTF-8 path", path=option) from None
 
 
-def read_input(path: Path, *, label: str, max_bytes: int, error: type[UdeployError] = InputUnreadable) -> bytes:
-    """The bytes of a regular file, at most `max_bytes`; anything else is `error` naming the path."""
-    try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
-    except OSError as exc:
-        raise error(f"cannot read {label} {shown(path)}: {exc.strerror}", path=shown(path)) from None
+def open_regular(path: Path) -> BinaryIO:
+    """`path` opened for reading if it is a regular file (checked on the open descriptor, so a
+    FIFO is never waited on); otherwise an `OSError` (FileNotFoundError for a missing file)."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     mode = os.fstat(fd).st_mode
     if not stat.S_ISREG(mode):
         os.close(fd)
-        kind = _KINDS.get(stat.S_IFMT(mode), "not a regular file")
-        raise error(f"cannot read {label} {shown(path)}: it is {kind}, not a regular file", path=shown(path))
-    with os.fdopen(fd, "rb") as f:
+        raise OSError(f"it is {_KINDS.get(stat.S_IFMT(mode), 'not a regular file')}, not a regular file")
+    return os.fdopen(fd, "rb")
+
+
+def read_input(path: Path, *, label: str, max_bytes: int, error: type[UdeployError] = InputUnreadable) -> bytes:
+    """The bytes of a regular file, at most `max_bytes`; anything else is `error` naming the path."""
+    try:
+        f = open_regular(path)
+    except OSError as exc:
+        raise error(f"cannot read {label} {shown(path)}: {exc.strerror or exc}", path=shown(path)) from None
+    with f:
         data = f.read(max_bytes + 1)
     if len(data) > max_bytes:
         raise InputTooLarge(f"{label} {shown(path)} is larger than the {max_bytes}-byte limit", path=shown(path),

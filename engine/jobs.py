@@ -20,13 +20,14 @@ import json
 import os
 import re
 import secrets
-import stat
 import threading
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, BinaryIO, TypeGuard
+from typing import Any, TypeGuard
 
-from engine.errors import UdeployError, UsageError
+from engine.errors import InputTooLarge, UdeployError, UsageError
+from engine.input_files import open_regular
+from engine.jsonschema_check import parse_json
 
 JOB_ID = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$")  # new_job_id()'s format
 PID_MAX = 2**22  # the kernel's largest pid_max: a pid beyond it was never a process
@@ -89,21 +90,12 @@ def read_record_bytes(path: Path, limit: int, error: type[StateRecordCorrupt] = 
     return data
 
 
-def open_regular(path: Path) -> BinaryIO:
-    """`path` opened for reading if it is a regular file (checked on the open descriptor)."""
-    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise OSError(f"{path} is not a regular file")
-    return os.fdopen(fd, "rb")
-
-
 def parse_record(data: bytes, path: Path, error: type[StateRecordCorrupt] = StateRecordCorrupt) -> dict[str, Any]:
     """A JSON object, or `error` naming the file (deep nesting and huge integers included)."""
     try:
-        doc = json.loads(data)
-    except (ValueError, RecursionError) as exc:
-        raise error(f"{path} is not valid JSON: {str(exc)[:120]}", path=str(path)) from None
+        doc = parse_json(data, str(path), error=error, max_bytes=len(data))
+    except InputTooLarge as exc:
+        raise error(exc.message, path=str(path)) from None
     if not isinstance(doc, dict):
         raise error(f"{path} is not a JSON object", path=str(path))
     return doc

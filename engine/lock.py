@@ -29,13 +29,13 @@ from pathlib import Path
 from typing import Any
 
 from engine.errors import ExitCode, UdeployError, UsageError
+from engine.input_files import open_regular
 from engine.jobs import (
     SMALL_RECORD_LIMIT,
     StateRecordCorrupt,
     StateUnusable,
     check_state_folder,
     now,
-    open_regular,
     parse_record,
     pid_alive,
     valid_pid,
