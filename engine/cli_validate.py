@@ -5,6 +5,11 @@ The pure rules are `engine.manifest_rules`; running the guard script (`providers
 the API dry-run (`providers.kube_dry_run`) are provider work; this module reads the manifests,
 joins the results and renders the one JSON document. A finding is not a crash: the
 document is always printed, exit 0 when nothing was found and 1 otherwise.
+
+The guard script is pull-request content: it never runs on this machine, only in a locked-down
+throwaway container on the Docker engine the operator names (`--sandbox-docker-host`, else the
+standard docker environment), never one the repository names. No engine is a D5 finding, not a
+pass; `--skip-db-guard` is the operator's explicit way to leave D5's run out.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from engine.errors import Diagnostic, ManifestInvalid, Severity, UsageError
 from engine.jsonschema_check import parse_json
 from engine.k8s_manifest import K8sObject, parse_manifest
 from engine.manifest_rules import KUBERNETES_VERSION, address, check_manifest, rules_for, split_address
-from providers.db_guard import run_db_guard
+from providers.db_guard import DbGuardSandbox
 from providers.kube_dry_run import DryRunner
 
 READ, DRY_RUN = "MANIFEST-READ", "K8S-DRY-RUN"
@@ -78,7 +83,8 @@ def _finding_json(d: Diagnostic) -> dict[str, Any]:
             "summary": d.summary}
 
 
-def validate_manifests(manifests: Iterable[tuple[str, Path]], *, dry_runner: DryRunner | None) -> dict[str, Any]:
+def validate_manifests(manifests: Iterable[tuple[str, Path]], *, dry_runner: DryRunner | None,
+                       db_guard: DbGuardSandbox) -> dict[str, Any]:
     loaded = [load(label, file) for label, file in manifests]
     if dry_runner:
         dry_runner.creating = {o.name for m in loaded for o in m.objects if o.kind == "Namespace"}
@@ -88,7 +94,7 @@ def validate_manifests(manifests: Iterable[tuple[str, Path]], *, dry_runner: Dry
         doc: dict[str, Any] = {"path": m.path, "rules": list(rules_for(m.path, m.objects)) if m.objects else [],
                                "objects": [{"object": o.ref, "namespace": o.namespace} for o in m.objects]}
         if "D5" in doc["rules"]:
-            doc["dbGuard"], guard_findings = run_db_guard(m.path, m.objects)
+            doc["dbGuard"], guard_findings = db_guard.run(m.path, m.objects)
             findings += guard_findings
         if dry_runner:
             doc["dryRun"] = [dry_runner.run(o) for o in m.objects]
@@ -112,6 +118,12 @@ def validate_command(
                                                   "structural check, and says so, when it cannot.")] = False,
     kubeconfig: Annotated[Path | None, typer.Option("--kubeconfig", help="Kubeconfig for --kubectl-dry-run "
                                                     "(default: the k3s-native host's in config.json).")] = None,
+    sandbox_docker_host: Annotated[str | None, typer.Option(
+        "--sandbox-docker-host", envvar="UDEPLOY_SANDBOX_DOCKER_HOST",
+        help="Docker engine that runs the manifest's db-guard script (D5) in throwaway containers without "
+             "network (default: DOCKER_HOST, else the local socket). Never taken from the repository.")] = None,
+    skip_db_guard: Annotated[bool, typer.Option("--skip-db-guard", help="Do not run the db-guard script (D5); "
+                                                "the report says it was skipped.")] = False,
 ) -> None:
     """Check the k3s manifests: object schemas, dev isolation (D1-D4), ClusterIP-only (E2), db guard (D5)."""
 
@@ -121,9 +133,11 @@ def validate_command(
                    else [(p, repo / p) for p in configured_manifests(config)])
         progress(f"validating {len(targets)} manifest(s)")
         runner = DryRunner.open(*kubeconfig_for(config, kubeconfig), say=progress) if kubectl_dry_run else None
+        db_guard = DbGuardSandbox(docker_host=sandbox_docker_host, skip=skip_db_guard)
         try:
-            doc = validate_manifests(targets, dry_runner=runner)
+            doc = validate_manifests(targets, dry_runner=runner, db_guard=db_guard)
         finally:
+            db_guard.close()
             if runner:
                 runner.close()
         emit(doc)
