@@ -10,6 +10,11 @@ named rule set claims, so only the generic rules ran) are the manifest's `notes`
 config.json is pull-request content: a field of the wrong JSON type is a `manifest-invalid` naming
 its JSON path, and a manifest path it names must stay inside the repository (no absolute path, no
 `..`, no symlink out), or it is refused by name before anything is read.
+
+The guard script is pull-request content: it never runs on this machine, only in a locked-down
+throwaway container on the Docker engine the operator names (`--sandbox-docker-host`, else the
+standard docker environment), never one the repository names. No engine is a D5 finding, not a
+pass; `--skip-db-guard` is the operator's explicit way to leave D5's run out.
 """
 
 from __future__ import annotations
@@ -28,7 +33,7 @@ from engine.input_files import MAX_MANIFEST_BYTES, read_input
 from engine.jsonschema_check import parse_json
 from engine.k8s_manifest import MAX_YAML_BYTES, K8sObject, parse_manifest
 from engine.manifest_rules import KUBERNETES_VERSION, address, check_manifest, rule_sets_for, rules_for, split_address
-from providers.db_guard import run_db_guard
+from providers.db_guard import DbGuardSandbox
 from providers.kube_dry_run import DryRunner
 
 READ, DRY_RUN = "MANIFEST-READ", "K8S-DRY-RUN"
@@ -162,7 +167,8 @@ def _finding_json(d: Diagnostic) -> dict[str, Any]:
             "summary": d.summary}
 
 
-def validate_manifests(manifests: Iterable[tuple[str, Path]], *, dry_runner: DryRunner | None) -> dict[str, Any]:
+def validate_manifests(manifests: Iterable[tuple[str, Path]], *, dry_runner: DryRunner | None,
+                       db_guard: DbGuardSandbox) -> dict[str, Any]:
     loaded = [load(label, file) for label, file in manifests]
     if dry_runner:
         dry_runner.creating = {o.name for m in loaded for o in m.objects if o.kind == "Namespace"}
@@ -173,7 +179,7 @@ def validate_manifests(manifests: Iterable[tuple[str, Path]], *, dry_runner: Dry
                                "ruleSets": list(rule_sets_for(m.objects)),
                                "objects": [{"object": o.ref, "namespace": o.namespace} for o in m.objects]}
         if "D5" in doc["rules"]:
-            doc["dbGuard"], guard_findings = run_db_guard(m.path, m.objects)
+            doc["dbGuard"], guard_findings = db_guard.run(m.path, m.objects)
             findings += guard_findings
         if dry_runner:
             doc["dryRun"] = [dry_runner.run(o) for o in m.objects]
@@ -198,6 +204,12 @@ def validate_command(
                                                   "structural check, and says so, when it cannot.")] = False,
     kubeconfig: Annotated[Path | None, typer.Option("--kubeconfig", help="Kubeconfig for --kubectl-dry-run "
                                                     "(default: the k3s-native host's in config.json).")] = None,
+    sandbox_docker_host: Annotated[str | None, typer.Option(
+        "--sandbox-docker-host", envvar="UDEPLOY_SANDBOX_DOCKER_HOST",
+        help="Docker engine that runs the manifest's db-guard script (D5) in throwaway containers without "
+             "network (default: DOCKER_HOST, else the local socket). Never taken from the repository.")] = None,
+    skip_db_guard: Annotated[bool, typer.Option("--skip-db-guard", help="Do not run the db-guard script (D5); "
+                                                "the report says it was skipped.")] = False,
 ) -> None:
     """Check the k3s manifests: object schemas, dev isolation (D1-D4), ClusterIP-only (E2), db guard (D5)."""
 
@@ -207,9 +219,11 @@ def validate_command(
                    else repo_manifests(repo, config))
         progress(f"validating {len(targets)} manifest(s)")
         runner = DryRunner.open(*kubeconfig_for(config, kubeconfig), say=progress) if kubectl_dry_run else None
+        db_guard = DbGuardSandbox(docker_host=sandbox_docker_host, skip=skip_db_guard)
         try:
-            doc = validate_manifests(targets, dry_runner=runner)
+            doc = validate_manifests(targets, dry_runner=runner, db_guard=db_guard)
         finally:
+            db_guard.close()
             if runner:
                 runner.close()
         emit(doc)

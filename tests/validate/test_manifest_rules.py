@@ -72,6 +72,8 @@ def test_D5_the_db_guard_really_runs_dev_passes_production_is_rejected(repo: Pat
     assert code == 0
     guard = doc["manifests"][0]["dbGuard"]
     assert guard["ran"] is True and guard["script"] == "ConfigMap/unidesk-dev-db-guard#db-guard.sh"
+    # Never on the host (issue 9): in a network-less container on the operator's sandbox engine.
+    assert guard["sandbox"]["limits"]["network"] == "none" and guard["sandbox"]["engine"].startswith("unix://")
     dev, *prod = guard["runs"]
     # The dev URL is the Secret template's own, password redacted; the script printed its verdict.
     assert dev["databaseUrl"] == ("postgres://unidesk_dev:***@postgres-dev.unidesk-dev.svc.cluster.local:5432/"
