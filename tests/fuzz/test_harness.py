@@ -1,0 +1,60 @@
+"""issue 9: the fuzz harness can fail. Each detector is shown a real violation (a child that
+hangs, an exception escaping the CLI, a traceback, a non-JSON stdout, a marker file a payload
+left) and must report it; a fuzz run that cannot see these would report 0 for nothing."""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from tests.fuzz.harness import MARK, Prepared, Run, check, run_forked
+
+
+def _sleeps(argv: tuple[str, ...]) -> tuple[int, str, str]:
+    time.sleep(60)
+    return 0, "", ""
+
+
+def _raises(argv: tuple[str, ...]) -> tuple[int, str, str]:
+    raise RecursionError("maximum recursion depth exceeded")
+
+
+def _touches(argv: tuple[str, ...]) -> tuple[int, str, str]:
+    Path(argv[0]).touch()
+    return 0, json.dumps({"ok": True}), ""
+
+
+def test_issue9_harness_kills_and_reports_a_hung_child(tmp_path: Path) -> None:
+    (tmp_path / "ex").mkdir()
+    started = time.monotonic()
+    run = run_forked(("x",), tmp_path / "ex", {}, limit=1.0, invoke=_sleeps)
+    assert run.hung and time.monotonic() - started < 10
+    assert check(run, Prepared(("x",), True))[0][0] == "hang"
+
+
+def test_issue9_harness_reports_an_exception_escaping_the_cli(tmp_path: Path) -> None:
+    (tmp_path / "ex").mkdir()
+    run = run_forked(("x",), tmp_path / "ex", {}, invoke=_raises)
+    assert run.uncaught is not None and "RecursionError" in run.uncaught
+    assert check(run, Prepared(("x",), True))[0][0] == "uncaught"
+
+
+def test_issue9_harness_sees_what_a_child_wrote(tmp_path: Path) -> None:
+    (tmp_path / "ex").mkdir()
+    marker = tmp_path / "ex" / f"{MARK}-rel"
+    run = run_forked((str(marker),), tmp_path / "ex", {}, invoke=_touches)
+    assert run.exit_code == 0 and json.loads(run.stdout) == {"ok": True}
+    assert marker.exists()
+
+
+def test_issue9_invariants_flag_traceback_internal_error_non_json_and_bad_exit() -> None:
+    wrapped = Run(1, json.dumps({"error": {"code": "internal-error", "message": "ValueError: x", "path": None}}),
+                  'Traceback (most recent call last):\n  File "engine/x.py", line 3, in f\nValueError: x\n')
+    assert {c for c, _ in check(wrapped, Prepared((), True))} == {"traceback", "internal-error"}
+    assert [c for c, _ in check(Run(0, "digraph {}", ""), Prepared((), True))] == ["non-json"]
+    assert check(Run(0, "digraph {}", ""), Prepared((), False)) == []
+    assert [c for c, _ in check(Run(1, "digraph {}", ""), Prepared((), False))] == ["non-json"]
+    assert [c for c, _ in check(Run(7, "{}", ""), Prepared((), True))] == ["bad-exit"]
+    believed = Prepared((), True, believe=lambda run: "accepted" if run.exit_code == 0 else None)
+    assert [c for c, _ in check(Run(0, "{}", ""), believed)] == ["believed"]
