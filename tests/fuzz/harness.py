@@ -11,10 +11,15 @@ Why a forked child per example, not in-process with `signal.alarm`:
 - `os.fork()` after every import is cheap (~2 ms here): the child inherits the imported engine,
   typer and the session's workspace, so nothing is re-imported and no interpreter starts.
 
-Inside the child the CLI runs in-process through typer's `CliRunner` on `engine.cli.app` with
-`catch_exceptions=False` (as tests/conftest.py does), so an exception that escapes the CLI's own
-boundary surfaces as one too. The child writes its result to a file and `_exit`s; the parent
-checks the invariants (`check`) and tallies them (`Tally`).
+Inside the child the CLI runs in-process through the console script's own entry point,
+`engine.cli.main()` with `sys.argv` set, writing to real file descriptors (files beside the
+example). Not typer's `CliRunner` on `engine.cli.app`: that bypasses `main()`, where click's usage
+errors become the JSON usage error with exit 1, so every usage error would show as exit 2 with an
+empty stdout (a failure the shipped `udeploy` does not have), and its in-memory stdout accepts
+what a real UTF-8 stdout refuses (a lone surrogate). An exception escaping `main()` is caught in
+the child and reported as "uncaught" (the `catch_exceptions=False` of tests/conftest.py). The
+child writes its exit code to a file and `_exit`s; the parent reads stdout/stderr, checks the
+invariants (`check`) and tallies them (`Tally`).
 
 Invariants for every example (issue 9, "Done when"):
 - exit code in 0..4;
@@ -33,11 +38,14 @@ Invariants for every example (issue 9, "Done when"):
 
 from __future__ import annotations
 
+import faulthandler
+import io
 import json
 import os
 import select
 import shutil
 import signal
+import sys
 import tempfile
 import time
 import traceback
@@ -62,9 +70,10 @@ class Run:
     exit_code: int | None
     stdout: str
     stderr: str
-    uncaught: str | None = None  # a traceback that escaped CliRunner (catch_exceptions=False)
+    uncaught: str | None = None  # a traceback that escaped `engine.cli.main()`, or how the process died
     hung: bool = False
     seconds: float = 0.0
+    stdout_utf8: bool = True
 
 
 @attrs.frozen
@@ -144,38 +153,56 @@ def make_workspace(root: Path) -> Workspace:
 
 # --- running one example ---------------------------------------------------------------------------
 
-Invoke = Callable[[tuple[str, ...]], tuple[int, str, str]]
+Invoke = Callable[[tuple[str, ...]], int]
+SIDE_FILES = (".result.json", ".stdout", ".stderr")  # beside each example dir, written by its child
 
 
-def invoke_cli(argv: tuple[str, ...]) -> tuple[int, str, str]:
-    """`udeploy ARGV` in-process; an exception escaping the CLI's boundary propagates."""
-    from typer.testing import CliRunner
-
-    from engine.cli import app
-    result = CliRunner().invoke(app, list(argv), catch_exceptions=False)
-    return result.exit_code, result.stdout, result.stderr
+def invoke_console_script(argv: tuple[str, ...]) -> int:
+    """`udeploy ARGV` as the console script runs it; an exception escaping `main()` propagates."""
+    from engine.cli import main
+    sys.argv = ["udeploy", *argv]
+    try:
+        main()
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+    return 0
 
 
 def run_forked(argv: tuple[str, ...], cwd: Path, env: dict[str, str], limit: float = TIME_LIMIT,
-               invoke: Invoke = invoke_cli) -> Run:
-    result_file = cwd.parent / f"{cwd.name}.result.json"
+               invoke: Invoke = invoke_console_script) -> Run:
+    side = {s: cwd.parent / f"{cwd.name}{s}" for s in SIDE_FILES}
     started = time.monotonic()
     pid = os.fork()
     if pid == 0:  # the child: never returns
-        _child(invoke, argv, cwd, env, result_file)
+        _child(invoke, argv, cwd, env, side)
     status = _wait(pid, limit)
     seconds = time.monotonic() - started
+    try:
+        raw_out = side[".stdout"].read_bytes() if side[".stdout"].exists() else b""
+        stderr = side[".stderr"].read_bytes().decode("utf-8", "replace") if side[".stderr"].exists() else ""
+        doc = json.loads(side[".result.json"].read_text()) if status is not None else None
+    except (OSError, ValueError):
+        doc = None
+    finally:
+        for path in side.values():
+            path.unlink(missing_ok=True)
     if status is None:
         return Run(None, "", "", hung=True, seconds=seconds)
     try:
-        doc = json.loads(result_file.read_text())
-    except (OSError, ValueError):
+        stdout, utf8 = raw_out.decode("utf-8"), True
+    except UnicodeDecodeError:
+        stdout, utf8 = raw_out.decode("utf-8", "replace"), False
+    if doc is None:
         how = (f"killed by {signal.Signals(os.WTERMSIG(status)).name}" if os.WIFSIGNALED(status)
                else f"exit status {os.waitstatus_to_exitcode(status)}")
-        return Run(None, "", "", uncaught=f"the process died without an answer: {how}", seconds=seconds)
-    finally:
-        result_file.unlink(missing_ok=True)
-    return Run(doc["exit_code"], doc["stdout"], doc["stderr"], doc["uncaught"], seconds=seconds)
+        frames = [line.strip() for line in stderr.splitlines() if line.strip().startswith("File ")]
+        frame = next((f for f in frames if "/engine/" in f or "/providers/" in f), frames[0] if frames else "")
+        return Run(None, stdout, stderr, uncaught=f"the process died without an answer: {how} {frame}".strip(),
+                   seconds=seconds)
+    return Run(doc["exit_code"], stdout, stderr, doc["uncaught"], seconds=seconds, stdout_utf8=utf8)
 
 
 def _wait(pid: int, limit: float) -> int | None:
@@ -196,24 +223,28 @@ def _wait(pid: int, limit: float) -> int | None:
     return os.waitpid(pid, 0)[1]
 
 
-def _child(invoke: Invoke, argv: tuple[str, ...], cwd: Path, env: dict[str, str], result_file: Path) -> None:
+def _child(invoke: Invoke, argv: tuple[str, ...], cwd: Path, env: dict[str, str], side: dict[str, Path]) -> None:
     code = 0
     try:
         os.setpgid(0, 0)  # the parent kills this group, with any sh/git/dot it started, on a hang
-        devnull = os.open(os.devnull, os.O_RDWR)
-        os.dup2(devnull, 0)
-        for fd, name in ((1, "fd1"), (2, "fd2")):  # anything written past CliRunner stays in the example
-            os.dup2(os.open(cwd / f".{name}", os.O_WRONLY | os.O_CREAT, 0o600), fd)
+        os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
+        # Real descriptors 1 and 2 (so `git`/`sh`/`dot` children write there too), and sys.stdout /
+        # sys.stderr as a UTF-8 console has them (pytest may have replaced the parent's).
+        for fd, name, errors in ((1, ".stdout", "strict"), (2, ".stderr", "backslashreplace")):
+            os.dup2(os.open(side[name], os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600), fd)
+            stream = io.TextIOWrapper(io.FileIO(fd, "w", closefd=False), encoding="utf-8", errors=errors,
+                                      write_through=True)
+            setattr(sys, name[1:], stream)
+        faulthandler.enable(sys.stderr)  # a segfault names its Python frame in the example's stderr, not pytest's
         os.chdir(cwd)
         os.environ.update(env)
         tempfile.tempdir = None
         uncaught = None
         try:
-            exit_code, stdout, stderr = invoke(argv)
+            exit_code = invoke(argv)
         except BaseException:  # noqa: BLE001 - exactly what the harness is looking for
-            exit_code, stdout, stderr, uncaught = None, "", "", traceback.format_exc()
-        result_file.write_text(json.dumps({"exit_code": exit_code, "stdout": stdout, "stderr": stderr,
-                                           "uncaught": uncaught}))
+            exit_code, uncaught = None, traceback.format_exc()
+        side[".result.json"].write_text(json.dumps({"exit_code": exit_code, "uncaught": uncaught}))
     except BaseException:  # noqa: BLE001 - the harness itself failed in the child: report, never continue
         code = 70
     finally:
@@ -235,7 +266,7 @@ def check(run: Run, prepared: Prepared) -> list[tuple[str, str]]:
         found.append(("bad-exit", f"exit {run.exit_code}"))
     doc = _one_json(run.stdout)
     if prepared.renders_json or run.exit_code != 0:
-        if doc is _NOT_JSON:
+        if doc is _NOT_JSON or not run.stdout_utf8:
             found.append(("non-json", f"exit {run.exit_code}, stdout starts {run.stdout[:80]!r}"))
     if isinstance(doc, dict) and isinstance(doc.get("error"), dict) and doc["error"].get("code") == "internal-error":
         found.append(("internal-error", str(doc["error"].get("message"))[:160]))
@@ -271,7 +302,7 @@ def _last_frame(text: str) -> str:
 def surroundings(ws: Workspace) -> set[str]:
     """What exists around an example: the session root, the examples dir and the sample clone."""
     seen = {f"root/{p.name}" for p in ws.root.iterdir()}
-    seen |= {f"examples/{p.name}" for p in ws.examples.iterdir() if not p.name.endswith(".result.json")}
+    seen |= {f"examples/{p.name}" for p in ws.examples.iterdir() if not p.name.endswith(SIDE_FILES)}
     for dirpath, dirnames, filenames in os.walk(ws.clone):
         if ".git" in Path(dirpath).relative_to(ws.clone).parts[:1]:
             dirnames[:] = []

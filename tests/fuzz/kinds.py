@@ -470,6 +470,11 @@ CLI_COMMANDS = st.one_of(
     st.tuples(st.just("guard"), PATHS),
     st.tuples(st.just("job status"), h.strings, st.one_of(st.none(), NUMBERS)),
     st.tuples(st.just("lock status"), h.strings),
+    # Reads the committed manifests through the file:// mirror and asks the lab registry: only the
+    # ref and the checkout path are the caller's to vary (its files would need a commit per example).
+    st.tuples(st.just("artifact status"), st.one_of(st.sampled_from(["origin/master", "--upload-pack=touch %MARK%",
+                                                                     "-h", "origin/../../x", "HEAD@{1}"]), h.strings),
+              st.one_of(st.none(), PATHS)),
 )
 
 
@@ -524,8 +529,11 @@ def prepare_cli(case: Case, ws: Workspace, ex: Path) -> Prepared:
     elif spec[0] == "job status":
         argv = ["job", "status", h.fill(spec[1], mark, str(ex)), "--state-dir", "state"]
         argv += ["--tail-bytes", spec[2]] if spec[2] is not None else []
-    else:
+    elif spec[0] == "lock status":
         argv = ["lock", "status", "--env", h.fill(spec[1], mark, str(ex)), "--state-dir", "state"]
+    else:
+        argv = ["artifact", "status", "--ref", h.fill(spec[1], mark, str(ex))]
+        argv += ["--repo", _cli_path(spec[2], ex, None) if spec[2] != "good" else "."] if spec[2] is not None else []
     renders_json = not (spec[0] in ("plan", "show") and fmt in ("text",) or spec[0] == "graph" and fmt in
                         ("dot", "svg", "html", "text") or spec[0] == "plan" and fmt == "markdown")
     return Prepared(tuple(argv), renders_json, describe=_short(argv, 300))
@@ -618,5 +626,6 @@ EXPLICIT: dict[str, list[Case]] = {
               _state(f"jobs/{JOB_ID}/status.json", "doc", [1], ("job list",))],
     "cli": [_cli_plan("fifo"), _cli_plan("NONUTF8"), _cli_plan("good", "missing/p.json"), _cli_plan("good", "adir"),
             _cli_plan("good", ""), _cli_plan("adir"), Case("cli", "show", ("show", "NONUTF8", "json", None)),
-            Case("cli", "guard", ("guard", "missing/x.json"))],
+            Case("cli", "guard", ("guard", "missing/x.json")),
+            Case("cli", "artifact status", ("artifact status", "--upload-pack=touch %MARK%", None))],
 }

@@ -11,18 +11,24 @@ from pathlib import Path
 from tests.fuzz.harness import MARK, Prepared, Run, check, run_forked
 
 
-def _sleeps(argv: tuple[str, ...]) -> tuple[int, str, str]:
+def _sleeps(argv: tuple[str, ...]) -> int:
     time.sleep(60)
-    return 0, "", ""
+    return 0
 
 
-def _raises(argv: tuple[str, ...]) -> tuple[int, str, str]:
+def _raises(argv: tuple[str, ...]) -> int:
     raise RecursionError("maximum recursion depth exceeded")
 
 
-def _touches(argv: tuple[str, ...]) -> tuple[int, str, str]:
+def _touches(argv: tuple[str, ...]) -> int:
     Path(argv[0]).touch()
-    return 0, json.dumps({"ok": True}), ""
+    print(json.dumps({"ok": True}))
+    return 0
+
+
+def _writes_a_surrogate(argv: tuple[str, ...]) -> int:
+    print('{"id": "\ud800"}')
+    return 0
 
 
 def test_issue9_harness_kills_and_reports_a_hung_child(tmp_path: Path) -> None:
@@ -46,6 +52,13 @@ def test_issue9_harness_sees_what_a_child_wrote(tmp_path: Path) -> None:
     run = run_forked((str(marker),), tmp_path / "ex", {}, invoke=_touches)
     assert run.exit_code == 0 and json.loads(run.stdout) == {"ok": True}
     assert marker.exists()
+
+
+def test_issue9_harness_stdout_is_a_real_utf8_console(tmp_path: Path) -> None:
+    """A lone surrogate cannot reach a UTF-8 stdout: the print itself fails, as in a shell."""
+    (tmp_path / "ex").mkdir()
+    run = run_forked(("x",), tmp_path / "ex", {}, invoke=_writes_a_surrogate)
+    assert run.uncaught is not None and "UnicodeEncodeError" in run.uncaught
 
 
 def test_issue9_invariants_flag_traceback_internal_error_non_json_and_bad_exit() -> None:
