@@ -98,10 +98,11 @@ def prepare_document(case: Case, ws: Workspace, ex: Path) -> Prepared:
         shutil.copytree(FIXTURE / K3S, ex / K3S)
     doc = h.fill_doc(h.apply_edits(base, edits), str(ws.marker_abs), str(ex))
     _entry(ex / case.kind, h.damage(h.encode_json(doc), dmg) if entry == "file" else entry)
+    describe = f"{case.kind} as {entry}, damage={dmg}: {_short(doc)}"
     if cmd == "validate --repo":
-        return Prepared(("validate", "--repo", "."), True, describe=f"{case.kind} {_short(doc)} damage={dmg} {entry}")
+        return Prepared(("validate", "--repo", "."), True, describe=describe)
     argv = ["plan", "--file", "deploy.json", "--no-refresh", "--format", fmt] + (["-out", "out.json"] if out else [])
-    return Prepared(tuple(argv), _json_out(fmt, "plan"), describe=f"{case.kind} {_short(doc)} damage={dmg} {entry}")
+    return Prepared(tuple(argv), _json_out(fmt, "plan"), describe=describe)
 
 
 def _short(value: Any, limit: int = 200) -> str:
@@ -145,7 +146,7 @@ TWEAKS = st.one_of(
     st.tuples(st.just("db-guard"), st.sampled_from([
         "touch %MARK%\n", f"touch {MARK}-rel\nexit 0\n", "sleep 30\n", "id -un > %MARK%\n",
         "#!/bin/sh\ncase \"$DATABASE_URL\" in *unidesk_dev) exit 0;; *) exit 1;; esac\n",
-        ":(){ :|:& };:\n" * 0 + "yes > /dev/null\n"])),
+        "yes > /dev/null\n"])),
 )
 
 
@@ -384,7 +385,7 @@ def prepare_plan(case: Case, ws: Workspace, ex: Path) -> Prepared:
         argv += ["--dry-run", "--state-dir", "state"]
     else:
         argv += ["--format", option] + (["--max-comment-chars", str(chars)] if command == "show" and chars else [])
-    changed = doc != ws.plan_doc or dmg is not None or "RAW:" in json.dumps(doc)
+    changed = data != h.encode_json(ws.plan_doc)  # the same content, whatever its spelling, is the same plan
     edges = doc.get("graph", {}).get("edges") if isinstance(doc, dict) and isinstance(doc.get("graph"), dict) else None
 
     def believe(run: Run) -> str | None:
