@@ -8,7 +8,7 @@ import json
 import time
 from pathlib import Path
 
-from tests.fuzz.harness import MARK, Prepared, Run, check, run_forked
+from tests.fuzz.harness import MARK, Prepared, Run, Workspace, check, markers, run_forked, surroundings
 
 
 def _sleeps(argv: tuple[str, ...]) -> int:
@@ -71,3 +71,16 @@ def test_issue9_invariants_flag_traceback_internal_error_non_json_and_bad_exit()
     assert [c for c, _ in check(Run(7, "{}", ""), Prepared((), True))] == ["bad-exit"]
     believed = Prepared((), True, believe=lambda run: "accepted" if run.exit_code == 0 else None)
     assert [c for c, _ in check(Run(0, "{}", ""), believed)] == ["believed"]
+
+
+def test_issue9_harness_sees_a_write_outside_the_example_and_a_marker(tmp_path: Path) -> None:
+    ws = Workspace(root=tmp_path, clone=tmp_path / "clone", gitdir=tmp_path / "clone" / ".git", env={}, plan_doc={},
+                   deploy_doc={}, config_doc={}, ci_doc={}, examples=tmp_path / "examples")
+    (tmp_path / "clone" / "deploy").mkdir(parents=True)
+    ws.examples.mkdir()
+    ex = ws.new_example_dir()
+    before = surroundings(ws)
+    run_forked((str(ws.clone / "deploy" / "x.yaml"),), ex, {}, invoke=_touches)
+    run_forked((str(ex / "sub" / f"{MARK}-rel"),), ex, {}, invoke=lambda argv: (ex / "sub").mkdir() or _touches(argv))
+    assert surroundings(ws) - before == {"clone/deploy/x.yaml"}
+    assert markers(ws, ex) == [str(ex / "sub" / f"{MARK}-rel")]
