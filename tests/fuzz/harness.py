@@ -43,6 +43,7 @@ import faulthandler
 import io
 import json
 import os
+import resource
 import select
 import shutil
 import signal
@@ -59,6 +60,9 @@ import attrs
 
 MARK = "UDFUZZ"  # every injection payload creates a file whose name contains this token
 TIME_LIMIT = float(os.environ.get("UDEPLOY_FUZZ_TIME_LIMIT", "20"))
+# Address-space cap per example: a billion-laughs expansion fails fast with MemoryError instead of
+# eating the shared machine's memory until the time limit.
+MEMORY_LIMIT = int(os.environ.get("UDEPLOY_FUZZ_MEMORY_MB", "4096")) * 2**20
 # Most severe first: a failure is listed once, under the first category it broke (all are counted).
 CATEGORIES = ("injection", "escape", "believed", "hang", "uncaught", "bad-exit", "non-json", "internal-error",
               "traceback")
@@ -228,6 +232,7 @@ def _child(invoke: Invoke, argv: tuple[str, ...], cwd: Path, env: dict[str, str]
     code = 0
     try:
         os.setpgid(0, 0)  # the parent kills this group, with any sh/git/dot it started, on a hang
+        resource.setrlimit(resource.RLIMIT_AS, (MEMORY_LIMIT, MEMORY_LIMIT))
         os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
         # Real descriptors 1 and 2 (so `git`/`sh`/`dot` children write there too), and sys.stdout /
         # sys.stderr as a UTF-8 console has them (pytest may have replaced the parent's).

@@ -112,11 +112,14 @@ def _short(value: Any, limit: int = 200) -> str:
 
 # --- k8s manifests -------------------------------------------------------------------------------
 
-BILLION_LAUGHS = "a: &a [lol,lol,lol,lol,lol,lol,lol,lol,lol]\n" + "".join(
-    f"{c}: &{c} [{','.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True))
+# Inside a real object, so it gets past "is this a Kubernetes object" to the rules and the schema check.
+BILLION_LAUGHS = ("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: lol}\ndata:\n"
+                  "  a: &a [lol,lol,lol,lol,lol,lol,lol,lol,lol]\n") + "".join(
+    f"  {c}: &{c} [{','.join(['*' + p] * 9)}]\n" for p, c in zip("abcdefgh", "bcdefghi", strict=True))
 WHOLE_YAML = {
     "billion-laughs": BILLION_LAUGHS,
-    "many-documents": "---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\n" * 10_000,
+    "many-documents": "".join(f"---\napiVersion: v1\nkind: ConfigMap\nmetadata: {{name: x{i}}}\n"
+                              for i in range(10_000)),
     "binary": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x}\nbinaryData: {a: !!binary aGVsbG8=}\n"
               "data: {b: !!binary aGk=}\n",
     "timestamps": "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: 2024-01-01, creationTimestamp: "
