@@ -17,7 +17,7 @@ from typing import Any
 import cattrs
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
 
-from engine.errors import Diagnostic, ExitCode, ManifestInvalid, UdeployError
+from engine.errors import Diagnostic, ExitCode, InputTooLarge, ManifestInvalid, UdeployError
 from engine.input_files import MAX_PLAN_BYTES, read_input, shown
 from engine.jsonschema_check import check, parse_json
 from engine.plan import FORMAT_VERSION, Action, GuardrailResult, Node, Plan, ServiceChange
@@ -120,6 +120,12 @@ def write_plan(plan: Plan, path: Path) -> dict[str, Any]:
     return doc
 
 
+class PlanTooLarge(PlanRefused):
+    """Over the input limits (size, nesting): no plan udeploy writes comes near them."""
+
+    code = "input-too-large"
+
+
 class PlanInvalid(PlanRefused):
     """The digest matches, but the plan schema or the plan's types reject the content: a crafted file."""
 
@@ -133,8 +139,11 @@ def read_plan(path: Path) -> Plan:
     that are not UTF-8 JSON within the input limits or a digest that does not match (tampered), an
     unknown format, a document the plan schema or the plan's types reject (invalid).
     """
-    data = read_input(path, label="plan", max_bytes=MAX_PLAN_BYTES)
-    doc = parse_json(data, shown(path), error=PlanTampered, max_bytes=MAX_PLAN_BYTES)
+    try:
+        data = read_input(path, label="plan", max_bytes=MAX_PLAN_BYTES)
+        doc = parse_json(data, shown(path), error=PlanTampered, max_bytes=MAX_PLAN_BYTES)
+    except InputTooLarge as exc:
+        raise PlanTooLarge(exc.message, path=exc.path, details=exc.details) from None
     if not isinstance(doc, dict):
         raise PlanTampered(f"{shown(path)} is not a plan document", path=shown(path))
     digest = doc.get("digest")

@@ -23,13 +23,13 @@ from urllib.parse import quote
 
 import attrs
 import urllib3
-from kubernetes import config as kube_config
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from engine.catalog import K3sTarget
 from engine.provider_api import HealthState, Presence, ProviderUnreachable, RuntimeState
 from providers.k3s_containerd import Ctr, image_facts
+from providers.kubeconfig import new_client
 
 DEPLOY_ENV_PREFIX = "UNIDESK_DEPLOY_"
 ANNOTATION_PREFIX = "unidesk.ai/deploy-"
@@ -87,9 +87,8 @@ class Kube:
                 if not Path(self.kubeconfig).is_file():
                     raise ProviderUnreachable(f"{self.host_id}: kubeconfig {self.kubeconfig} does not exist",
                                               path=self.kubeconfig)
-                # Only this file: new_client_from_config never falls back to $KUBECONFIG or ~/.kube (E2).
-                self._api = kube_config.new_client_from_config(  # type: ignore[no-untyped-call]
-                    config_file=self.kubeconfig, context=self.context, persist_config=False)
+                # Only this file, never $KUBECONFIG or ~/.kube (E2), and nothing in it is run.
+                self._api = new_client(self.kubeconfig, self.context)
             return self._api
 
     @property

@@ -11,7 +11,6 @@ from typing import Any
 
 import attrs
 from kubernetes import client as k8s
-from kubernetes import config as k8s_config
 from kubernetes.client.exceptions import ApiException
 from kubernetes.utils.create_from_yaml import create_from_yaml_single_item
 from urllib3.exceptions import HTTPError
@@ -19,11 +18,11 @@ from urllib3.exceptions import HTTPError
 from engine.errors import ManifestInvalid
 from engine.jsonschema_check import parse_json
 from engine.k8s_manifest import K8sObject
+from providers.kubeconfig import KubeconfigRefused, new_client
 
 TIMEOUT = 5  # seconds per API call
 # The kubernetes client is only partly typed: its untyped helpers are reached through Any.
 _create_one: Any = create_from_yaml_single_item
-_client_from_kubeconfig: Any = k8s_config.new_client_from_config
 
 
 def _one_line(text: str, limit: int = 300) -> str:
@@ -62,9 +61,9 @@ class DryRunner:
             return structural("kubeconfig-missing", f"no kubeconfig at {kubeconfig}" if kubeconfig
                               else "config.json names no k3s-native kubeconfig")
         try:
-            api = _client_from_kubeconfig(config_file=str(kubeconfig))
-        except (k8s_config.ConfigException, OSError, ValueError) as exc:
-            return structural("kubeconfig-invalid", _one_line(f"{kubeconfig}: {exc}"))
+            api: Any = new_client(kubeconfig)
+        except KubeconfigRefused as exc:
+            return structural("kubeconfig-refused", _one_line(exc.message))
         header["server"] = api.configuration.host
         reason, note = _probe(api)
         if reason is None:
