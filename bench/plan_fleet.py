@@ -383,7 +383,7 @@ def plan_command(clone: Path, out: Path, *, refresh: bool, parallelism: int, pro
     cmd = [sys.executable]
     if profile is not None:
         cmd += ["-m", "cProfile", "-o", str(profile)]
-    cmd += ["-m", "engine.cli", "plan", "--env", "dev", "--repo", str(clone), "-out", str(out),
+    cmd += ["-m", "udeploy.engine.cli", "plan", "--env", "dev", "--repo", str(clone), "-out", str(out),
             "--parallelism", str(parallelism)]
     return cmd + ([] if refresh else ["--no-refresh"])
 

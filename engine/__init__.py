@@ -1,5 +1,14 @@
-"""udeploy's core: load and join the manifests, build the step DAG, diff, guardrails, the plan
-value and its file, apply/walk, jobs and locks, rendering. No sockets or subprocesses here except
-through a provider."""
+"""udeploy's engine: the flow from manifests to a reviewed plan to a verified apply.
+
+    load/    read and join deploy.json, config.json, CI.json and the k3s manifests; resolve SHAs
+    plan/    observe through the provider protocol, diff, steps, DAG, guardrails; the plan and its file
+    apply/   trust checks, lock, the parallel walk, jobs and resume
+    checks/  manifest rules (D1-D4, E2), the G1 source guard, runtime checks (E3, E5)
+    ci/      the CI producer side (publish, artifact status)
+    cli/     one thin typer module per command group
+
+`errors` (the error root and exit codes) and `provider_api` (the protocol every provider
+implements) are shared by all phases. The engine reaches the world only through providers.
+"""
 
 __version__ = "0.1.0"

@@ -17,7 +17,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import attrs
 
-from engine.errors import UdeployError
+from udeploy.engine.errors import UdeployError
 
 
 class ProviderNotFound(UdeployError, LookupError):

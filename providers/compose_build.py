@@ -14,13 +14,13 @@ from typing import Any
 
 import attrs
 
-from engine.errors import CommitNotFound
-from engine.provider_api import StepResult
-from engine.repo_url import check_repo_url
-from providers import compose_facts as facts
-from providers.compose_ops import Layout, _in_dir
-from providers.git import FULL_SHA
-from providers.hostshell import HostShell
+from udeploy.engine.errors import CommitNotFound
+from udeploy.engine.load.repo_url import check_repo_url
+from udeploy.engine.provider_api import StepResult
+from udeploy.providers import compose_facts as facts
+from udeploy.providers.compose_ops import Layout, _in_dir
+from udeploy.providers.git import FULL_SHA
+from udeploy.providers.hostshell import HostShell
 
 # -- target-side build (B1, B3, B4): the host fetches, archives and builds; never the operator's tree
 

@@ -19,8 +19,8 @@ import docker.errors
 import paramiko
 import requests
 
-from engine.provider_api import HealthState, Presence, ProviderUnreachable, RuntimeState
-from providers.hostshell import HostShell
+from udeploy.engine.provider_api import HealthState, Presence, ProviderUnreachable, RuntimeState
+from udeploy.providers.hostshell import HostShell
 
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"

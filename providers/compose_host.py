@@ -25,9 +25,9 @@ from typing import Any, ClassVar
 import attrs
 import docker.errors
 
-from engine.catalog import Catalog, ComposeTarget, Host
-from engine.errors import GitError, UsageError
-from engine.provider_api import (
+from udeploy.engine.errors import GitError, UsageError
+from udeploy.engine.load.catalog import Catalog, ComposeTarget, Host
+from udeploy.engine.provider_api import (
     ObserveRequest,
     Presence,
     ProviderUnreachable,
@@ -35,11 +35,11 @@ from engine.provider_api import (
     StepRequest,
     StepResult,
 )
-from providers import compose_build as builds
-from providers import compose_facts as facts
-from providers import compose_ops as ops
-from providers.git import GitProvider
-from providers.hostshell import HostShell, shell_for
+from udeploy.providers import compose_build as builds
+from udeploy.providers import compose_facts as facts
+from udeploy.providers import compose_ops as ops
+from udeploy.providers.git import GitProvider
+from udeploy.providers.hostshell import HostShell, shell_for
 
 HEALTH_TIMEOUT = 20.0  # a just-recreated container needs a moment before its health answers
 GAVE_UP = ("container exited", "container dead")

@@ -20,10 +20,10 @@ import docker.errors
 import yaml
 from docker.utils import parse_repository_tag
 
-from engine.errors import UdeployError
-from engine.provider_api import StepResult
-from providers import compose_facts as facts
-from providers.hostshell import HostShell
+from udeploy.engine.errors import UdeployError
+from udeploy.engine.provider_api import StepResult
+from udeploy.providers import compose_facts as facts
+from udeploy.providers.hostshell import HostShell
 
 ENV_VALUE = re.compile(r"^[^\n\r]*$")
 SECRET_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")

@@ -34,9 +34,9 @@ import requests.exceptions
 from docker.models.containers import Container
 from docker.types import LogConfig, Ulimit
 
-from engine.errors import Diagnostic, Severity, UdeployError
-from engine.k8s_manifest import K8sObject
-from engine.manifest_rules import DB_GUARD, address, db_guard_script, dev_database_url
+from udeploy.engine.checks.manifest_rules import DB_GUARD, address, db_guard_script, dev_database_url
+from udeploy.engine.errors import Diagnostic, Severity, UdeployError
+from udeploy.engine.load.k8s_manifest import K8sObject
 
 # D5 inputs: the dev URL must pass (the Secret template's own, else this one); each of these
 # production-looking URLs must be refused.

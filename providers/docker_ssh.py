@@ -16,7 +16,7 @@ import paramiko
 from docker import DockerClient
 from docker.transport import SSHHTTPAdapter
 
-from engine.provider_api import ProviderUnreachable
+from udeploy.engine.provider_api import ProviderUnreachable
 
 
 def pin_host_keys(client: paramiko.SSHClient, known_hosts: str | None) -> None:

@@ -24,8 +24,8 @@ from urllib.parse import urlsplit, urlunsplit
 import attrs
 import git
 
-from engine.errors import CommitAmbiguous, CommitNotFound, GitError
-from engine.repo_url import check_ref, check_repo_url
+from udeploy.engine.errors import CommitAmbiguous, CommitNotFound, GitError
+from udeploy.engine.load.repo_url import check_ref, check_repo_url
 
 FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
 SHORT_SHA = re.compile(r"^[0-9a-f]{7,40}$")

@@ -33,8 +33,8 @@ import docker
 import docker.errors
 from docker import DockerClient
 
-from engine.catalog import Host
-from engine.provider_api import ProviderUnreachable
+from udeploy.engine.load.catalog import Host
+from udeploy.engine.provider_api import ProviderUnreachable
 
 COMMAND_TIMEOUT = 300.0
 
@@ -114,7 +114,7 @@ def shell_for(host: Host) -> HostShell:
     if settings.get("socket"):
         return LocalShell(host.id, str(settings["socket"]))
     if settings.get("ssh"):
-        from providers.hostshell_ssh import SshShell  # imports fabric/paramiko only for SSH hosts
+        from udeploy.providers.hostshell_ssh import SshShell  # imports fabric/paramiko only for SSH hosts
 
         s = settings["ssh"]
         return SshShell(host.id, host=str(s["host"]), port=int(s.get("port", 22)), user=str(s.get("user", "root")),

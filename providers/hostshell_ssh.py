@@ -19,9 +19,9 @@ import attrs
 import paramiko
 from docker import DockerClient
 
-from engine.provider_api import ProviderUnreachable
-from providers.docker_ssh import pin_host_keys, ssh_docker_client
-from providers.hostshell import COMMAND_TIMEOUT, HTTP_GET_SCRIPT, HttpAnswer, ShellResult, script_with_args
+from udeploy.engine.provider_api import ProviderUnreachable
+from udeploy.providers.docker_ssh import pin_host_keys, ssh_docker_client
+from udeploy.providers.hostshell import COMMAND_TIMEOUT, HTTP_GET_SCRIPT, HttpAnswer, ShellResult, script_with_args
 
 SSH_SESSIONS = 6  # below sshd's default MaxSessions of 10; SFTP takes one more
 

@@ -10,9 +10,9 @@ import attrs
 import docker
 import docker.errors
 
-from engine.catalog import Host
-from engine.errors import UdeployError
-from engine.provider_api import ProviderUnreachable
+from udeploy.engine.errors import UdeployError
+from udeploy.engine.load.catalog import Host
+from udeploy.engine.provider_api import ProviderUnreachable
 
 
 @attrs.frozen

@@ -27,8 +27,8 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from providers import k3s_facts as facts
-from providers.k3s_containerd import Ctr, normalize_image
+from udeploy.providers import k3s_facts as facts
+from udeploy.providers.k3s_containerd import Ctr, normalize_image
 
 PAUSE_IMAGE = "rancher/mirrored-pause:3.6"
 PAUSE_ENTRYPOINT = ["/pause"]

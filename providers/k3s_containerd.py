@@ -14,7 +14,7 @@ from typing import Any
 
 import attrs
 
-from engine.provider_api import ProviderUnreachable
+from udeploy.engine.provider_api import ProviderUnreachable
 
 K8S_NAMESPACE = "k8s.io"
 V1_PREFIX = "unidesk.ai/"

@@ -26,10 +26,10 @@ import urllib3
 from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
-from engine.catalog import K3sTarget
-from engine.provider_api import HealthState, Presence, ProviderUnreachable, RuntimeState
-from providers.k3s_containerd import Ctr, image_facts
-from providers.kubeconfig import new_client
+from udeploy.engine.load.catalog import K3sTarget
+from udeploy.engine.provider_api import HealthState, Presence, ProviderUnreachable, RuntimeState
+from udeploy.providers.k3s_containerd import Ctr, image_facts
+from udeploy.providers.kubeconfig import new_client
 
 DEPLOY_ENV_PREFIX = "UNIDESK_DEPLOY_"
 ANNOTATION_PREFIX = "unidesk.ai/deploy-"

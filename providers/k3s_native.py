@@ -28,9 +28,10 @@ from typing import Any, ClassVar
 import attrs
 from kubernetes.client.exceptions import ApiException
 
-from engine.catalog import Catalog, Host, K3sTarget
-from engine.errors import GitError, ManifestInvalid, UsageError
-from engine.provider_api import (
+from udeploy.engine.checks.source_guard import check_code_queue_source, guard_json
+from udeploy.engine.errors import GitError, ManifestInvalid, UsageError
+from udeploy.engine.load.catalog import Catalog, Host, K3sTarget
+from udeploy.engine.provider_api import (
     ObserveRequest,
     Presence,
     ProviderUnreachable,
@@ -38,13 +39,12 @@ from engine.provider_api import (
     StepRequest,
     StepResult,
 )
-from engine.source_guard import check_code_queue_source, guard_json
-from providers import k3s_checks as checks
-from providers import k3s_facts as facts
-from providers import k3s_ops as ops
-from providers.git import GitProvider
-from providers.k3s_containerd import Ctr
-from providers.registry import RegistryProvider
+from udeploy.providers import k3s_checks as checks
+from udeploy.providers import k3s_facts as facts
+from udeploy.providers import k3s_ops as ops
+from udeploy.providers.git import GitProvider
+from udeploy.providers.k3s_containerd import Ctr
+from udeploy.providers.registry import RegistryProvider
 
 HEALTH_TIMEOUT = 20.0  # a just-rolled-out pod may need a moment before its health answers
 DEFAULT_REGISTRY = "127.0.0.1:5000"

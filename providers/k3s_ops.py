@@ -21,13 +21,13 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from engine.errors import ManifestInvalid
-from engine.k8s_manifest import K8sObject, parse_manifest, select
-from engine.manifest_rules import check_exposure
-from engine.provider_api import StepResult
-from providers import k3s_facts as facts
-from providers.k3s_containerd import Ctr, normalize_image
-from providers.registry import ImageRef, RegistryProvider, base_url
+from udeploy.engine.checks.manifest_rules import check_exposure
+from udeploy.engine.errors import ManifestInvalid
+from udeploy.engine.load.k8s_manifest import K8sObject, parse_manifest, select
+from udeploy.engine.provider_api import StepResult
+from udeploy.providers import k3s_facts as facts
+from udeploy.providers.k3s_containerd import Ctr, normalize_image
+from udeploy.providers.registry import ImageRef, RegistryProvider, base_url
 
 FIELD_MANAGER = "udeploy"
 APPLY = "application/apply-patch+yaml"

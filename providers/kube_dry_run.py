@@ -15,10 +15,10 @@ from kubernetes.client.exceptions import ApiException
 from kubernetes.utils.create_from_yaml import create_from_yaml_single_item
 from urllib3.exceptions import HTTPError
 
-from engine.errors import ManifestInvalid
-from engine.jsonschema_check import parse_json
-from engine.k8s_manifest import K8sObject
-from providers.kubeconfig import KubeconfigRefused, new_client
+from udeploy.engine.errors import ManifestInvalid
+from udeploy.engine.load.jsonschema_check import parse_json
+from udeploy.engine.load.k8s_manifest import K8sObject
+from udeploy.providers.kubeconfig import KubeconfigRefused, new_client
 
 TIMEOUT = 5  # seconds per API call
 # The kubernetes client is only partly typed: its untyped helpers are reached through Any.

@@ -16,9 +16,9 @@ from typing import Any
 from kubernetes import client
 from kubernetes.config import ConfigException, kube_config
 
-from engine.errors import UdeployError
-from engine.input_files import read_input, shown
-from engine.k8s_manifest import load_documents
+from udeploy.engine.errors import UdeployError
+from udeploy.engine.load.input_files import read_input, shown
+from udeploy.engine.load.k8s_manifest import load_documents
 
 MAX_KUBECONFIG_BYTES = 1024 * 1024  # a kubeconfig with inline certificates is a few kilobytes
 RUNS_A_PROGRAM = ("exec", "auth-provider")

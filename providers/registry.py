@@ -17,8 +17,8 @@ from typing import Any, ClassVar
 
 import attrs
 
-from engine.catalog import Catalog, Host
-from engine.provider_api import ArtifactState, ObserveRequest, ProviderUnreachable, StepRequest, StepResult
+from udeploy.engine.load.catalog import Catalog, Host
+from udeploy.engine.provider_api import ArtifactState, ObserveRequest, ProviderUnreachable, StepRequest, StepResult
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"

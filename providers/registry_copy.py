@@ -11,8 +11,8 @@ import json
 import urllib.error
 import urllib.request
 
-from engine.provider_api import ProviderUnreachable
-from providers.registry import ACCEPT, INDEX_TYPES, ImageRef, _sha256, base_url
+from udeploy.engine.provider_api import ProviderUnreachable
+from udeploy.providers.registry import ACCEPT, INDEX_TYPES, ImageRef, _sha256, base_url
 
 
 def _call(method: str, url: str, *, body: bytes | None = None, headers: dict[str, str] | None = None,

@@ -18,8 +18,8 @@ import attrs
 import pytest
 from typer.testing import CliRunner
 
-from engine.cli import app
 from tests.sample_repo import SampleRepo, materialize
+from udeploy.engine.cli import app
 
 # The lab and provider suites' shared fixtures (`lab` layout, `require`). tests/apply defines its
 # own `lab` (a per-test slice of the lab), which pytest lets it override there.

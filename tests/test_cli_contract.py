@@ -11,7 +11,8 @@ import pytest
 
 
 def udeploy(*args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "engine.cli", *args], capture_output=True, text=True, timeout=60)
+    return subprocess.run([sys.executable, "-m", "udeploy.engine.cli", *args], capture_output=True, text=True,
+                          timeout=60)
 
 
 @pytest.mark.parametrize("args,path", [

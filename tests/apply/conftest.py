@@ -20,9 +20,9 @@ import docker
 import pytest
 from kubernetes import client, config
 
-from engine import artifact
 from tests.conftest import Cli, require_lab
 from tests.sample_repo import SampleRepo
+from udeploy.engine.ci import artifact
 
 REPO = Path(__file__).resolve().parents[2]
 ENGINES = {"main-server": "unix:///run/udeploy-lab/main/docker.sock",

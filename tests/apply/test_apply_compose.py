@@ -14,8 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-from engine import lock as env_lock
 from tests.apply.conftest import Lab
+from udeploy.engine.apply import lock as env_lock
 
 SERVICES = ["--service", "backend-core", "--service", "frontend", "--service", "findjob"]
 
@@ -190,7 +190,7 @@ def test_kill_mid_walk_then_rerun_resumes(lab: Lab, tmp_path: Path) -> None:
     path = tmp_path / "p.json"
     plan_out(lab, path, *[a for s in services for a in ("--service", s)])
     env = {**os.environ, **lab.cli.env}
-    proc = subprocess.Popen([sys.executable, "-m", "engine.cli", "apply", str(path), "--parallelism", "1",
+    proc = subprocess.Popen([sys.executable, "-m", "udeploy.engine.cli", "apply", str(path), "--parallelism", "1",
                              *lab.apply_args()], cwd=lab.sample.clone, env=env,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
     jobs = lab.state_dir / "jobs"

@@ -26,11 +26,11 @@ import attrs
 import docker
 import pytest
 
-from engine.catalog import Host
-from engine.provider_api import StepRequest
-from providers.compose_build import PROXY_VARIABLES
-from providers.compose_host import ComposeHostProvider
 from tests.apply.conftest import COMPOSE_ROOTS, ENGINES, REPO, Lab
+from udeploy.engine.load.catalog import Host
+from udeploy.engine.provider_api import StepRequest
+from udeploy.providers.compose_build import PROXY_VARIABLES
+from udeploy.providers.compose_host import ComposeHostProvider
 
 ADAPTER = "k3sctl-adapter"
 ADAPTER_DIR = "src/components/microservices/k3sctl-adapter"

@@ -125,8 +125,8 @@ def make_workspace(root: Path) -> Workspace:
     """Materialize the sample once, warm its mirror cache, and write a real plan with `plan -out`."""
     from typer.testing import CliRunner
 
-    from engine.cli import app
     from tests.sample_repo import materialize
+    from udeploy.engine.cli import app
 
     root = root.resolve()
     sample = materialize(root / "sample")
@@ -164,7 +164,7 @@ SIDE_FILES = (".result.json", ".stdout", ".stderr")  # beside each example dir, 
 
 def invoke_console_script(argv: tuple[str, ...]) -> int:
     """`udeploy ARGV` as the console script runs it; an exception escaping `main()` propagates."""
-    from engine.cli import main
+    from udeploy.engine.cli.plan import main
     sys.argv = ["udeploy", *argv]
     try:
         main()

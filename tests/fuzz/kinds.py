@@ -343,7 +343,7 @@ def _plan_tweak(doc: dict[str, Any], tweak: tuple[Any, ...]) -> None:
 
 def plan_digest(doc: dict[str, Any]) -> str:
     """The digest `udeploy plan` would record, over the content as the engine canonicalizes it."""
-    from engine.planfile import canonical
+    from udeploy.engine.plan.planfile import canonical
     try:
         body = canonical(doc)
     except UnicodeEncodeError:  # a lone surrogate: an attacker still hashes the bytes they write

@@ -16,9 +16,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-import engine.cli_guard  # noqa: F401  (registers `guard` on the app)
-from engine.cli import app
-from engine.source_guard import CODE_QUEUE_SOURCE, DegradedReason, check_code_queue_source
+import udeploy.engine.cli.guard  # noqa: F401  (registers `guard` on the app)
+from udeploy.engine.checks.source_guard import CODE_QUEUE_SOURCE, DegradedReason, check_code_queue_source
+from udeploy.engine.cli import app
 
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "unidesk-sample"
 SRC = str(CODE_QUEUE_SOURCE)

@@ -6,8 +6,8 @@ import copy
 
 import pytest
 
-from engine.errors import ForbiddenServiceField, ManifestInvalid, UnknownEnvironment
-from engine.manifest import FORBIDDEN_FIELDS, parse_deploy
+from udeploy.engine.errors import ForbiddenServiceField, ManifestInvalid, UnknownEnvironment
+from udeploy.engine.load.manifest import FORBIDDEN_FIELDS, parse_deploy
 
 SHA = "0c3cdb4ee06a23361ed511a2da033d67b53d16f4"
 ENTRY = {"id": "backend-core", "repo": "https://github.com/pikasTech/unidesk", "commitId": "348c644"}

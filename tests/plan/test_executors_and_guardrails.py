@@ -10,10 +10,10 @@ from pathlib import Path
 import attrs
 import yaml
 
-from engine.plan import Node, StepKind
-from engine.planfile import read_plan, write_plan
 from tests.conftest import Cli
 from tests.sample_repo import SampleRepo
+from udeploy.engine.plan.model import Node, StepKind
+from udeploy.engine.plan.planfile import read_plan, write_plan
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -104,4 +104,4 @@ def test_K6_the_briefs_stack_and_layout() -> None:
             "typer"} <= deps
     for top in ("pyproject.toml", "engine", "providers", "schemas", "tests", "fixtures", "docs"):
         assert (ROOT / top).exists(), top
-    assert project["scripts"]["udeploy"] == "engine.cli:main"
+    assert project["scripts"]["udeploy"] == "udeploy.engine.cli:main"

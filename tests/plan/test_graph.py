@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from engine import render
-from engine.cli import app
-from engine.graph import Graph, GraphCycle, NodeOutcome
-from engine.plan import Node, Plan, StepKind
-from engine.planfile import write_plan
-from engine.render import MAX_LAYOUT_EDGES, MAX_LAYOUT_NODES
+from udeploy.engine.cli import app
+from udeploy.engine.plan import render
+from udeploy.engine.plan.graph import Graph, GraphCycle, NodeOutcome
+from udeploy.engine.plan.model import Node, Plan, StepKind
+from udeploy.engine.plan.planfile import write_plan
+from udeploy.engine.plan.render import MAX_LAYOUT_EDGES, MAX_LAYOUT_NODES
 
 
 def chain_graph() -> Graph:

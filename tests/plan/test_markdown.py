@@ -14,10 +14,10 @@ import attrs
 import pytest
 from typer.testing import CliRunner
 
-from engine.cli import app
-from engine.plan import Action, Plan, ServiceChange
-from engine.planfile import write_plan
-from engine.render import summary_line, to_markdown_parts
+from udeploy.engine.cli import app
+from udeploy.engine.plan.model import Action, Plan, ServiceChange
+from udeploy.engine.plan.planfile import write_plan
+from udeploy.engine.plan.render import summary_line, to_markdown_parts
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 ITEM = {"deploymentPath": "artifact-consumer",
@@ -85,7 +85,7 @@ def test_issue9_K5_20000_services_at_1000_chars_every_service_once_in_well_forme
 def test_issue9_max_comment_chars_below_1000_is_a_usage_error(tmp_path: Path, chars: str) -> None:
     path = tmp_path / "plan.json"
     write_plan(plan_of(3), path)
-    r = subprocess.run([sys.executable, "-m", "engine.cli", "show", str(path), "--format", "markdown",
+    r = subprocess.run([sys.executable, "-m", "udeploy.engine.cli", "show", str(path), "--format", "markdown",
                         "--max-comment-chars", chars], capture_output=True, text=True, timeout=60)
     error = json.loads(r.stdout)["error"]
     assert r.returncode == 1 and error["code"] == "usage" and error["path"] == "max_comment_chars"

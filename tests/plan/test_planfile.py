@@ -7,9 +7,9 @@ import hashlib
 import json
 from pathlib import Path
 
-from engine.planfile import canonical
 from tests.conftest import Cli
 from tests.sample_repo import SampleRepo
+from udeploy.engine.plan.planfile import canonical
 
 
 def redigest(doc: dict) -> dict:

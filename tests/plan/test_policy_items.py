@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.graph import Graph
 from tests.conftest import Cli
 from tests.sample_repo import SampleRepo
+from udeploy.engine.plan.graph import Graph
 
 P1_DEV = ["backend-core", "frontend", "baidu-netdisk", "decision-center", "mdtodo", "claudeqq", "code-queue",
           "project-manager", "oa-event-flow", "code-queue-mgr", "todo-note", "findjob", "pipeline", "met-nonlinear"]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from engine.provider_api import ProviderNotFound, provider_class
+from udeploy.engine.provider_api import ProviderNotFound, provider_class
 
 
 def test_K3_builtin_providers_are_registered() -> None:
@@ -40,9 +40,9 @@ def test_K3_a_provider_without_a_capability_gets_a_clear_error() -> None:
     """The pool checks what it hands out: a Compose host has no k3s runtime checks (E3/E5)."""
     import json
 
-    from engine.catalog import parse_catalog
-    from engine.observe import ProviderPool
-    from engine.provider_api import ProviderCapabilityMissing
+    from udeploy.engine.load.catalog import parse_catalog
+    from udeploy.engine.plan.observe import ProviderPool
+    from udeploy.engine.provider_api import ProviderCapabilityMissing
 
     sample = Path(__file__).resolve().parents[2] / "fixtures" / "unidesk-sample"
     catalog = parse_catalog(json.loads((sample / "config.json").read_text()),

@@ -20,7 +20,6 @@ from typing import Any
 import docker
 import pytest
 
-from engine.catalog import Catalog, Host, parse_catalog
 from tests.labkit import context_tar
 from tests.providers.support import (
     D601_COMPOSE,
@@ -33,6 +32,7 @@ from tests.providers.support import (
     init_repo,
     v1_labels,
 )
+from udeploy.engine.load.catalog import Catalog, Host, parse_catalog
 
 REPO = Path(__file__).resolve().parents[2]
 SAMPLE = REPO / "fixtures" / "unidesk-sample"

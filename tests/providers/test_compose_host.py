@@ -20,11 +20,6 @@ import attrs
 import docker.errors
 import pytest
 
-from engine.catalog import Catalog, ComposeTarget, Host
-from engine.errors import UsageError
-from engine.provider_api import ObserveRequest, Presence, ProviderUnreachable, StepRequest, StepResult
-from providers.compose_host import ComposeHostProvider
-from providers.git import GitProvider
 from tests.providers.support import (
     AUTH_FLAGS,
     SECRET_KEYS,
@@ -34,6 +29,11 @@ from tests.providers.support import (
     free_port,
     v1_labels,
 )
+from udeploy.engine.errors import UsageError
+from udeploy.engine.load.catalog import Catalog, ComposeTarget, Host
+from udeploy.engine.provider_api import ObserveRequest, Presence, ProviderUnreachable, StepRequest, StepResult
+from udeploy.providers.compose_host import ComposeHostProvider
+from udeploy.providers.git import GitProvider
 
 HOSTS = ["main-server", "D601"]
 LAB_COMPONENTS = {"main-server": ("sshd", "main-docker", "registry"),

@@ -25,15 +25,15 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.rest import ApiException
 
-from engine.catalog import Catalog, Host, K3sTarget
-from engine.errors import UsageError
-from engine.provider_api import ObserveRequest, Presence, ProviderUnreachable, StepRequest, StepResult
-from providers.git import GitProvider
-from providers.k3s_containerd import Ctr
-from providers.k3s_native import K3sNativeProvider
 from tests.lab.kube_fixtures import KUBECONFIG, ctr, kube_api, lab_containers, wait_for  # noqa: F401
 from tests.labkit import context_tar
 from tests.providers.support import Images, Source, deploy_env, free_port, init_repo, v1_labels
+from udeploy.engine.errors import UsageError
+from udeploy.engine.load.catalog import Catalog, Host, K3sTarget
+from udeploy.engine.provider_api import ObserveRequest, Presence, ProviderUnreachable, StepRequest, StepResult
+from udeploy.providers.git import GitProvider
+from udeploy.providers.k3s_containerd import Ctr
+from udeploy.providers.k3s_native import K3sNativeProvider
 
 REPO = Path(__file__).resolve().parents[2]
 SVC_MANIFEST = "k3s/svc.k8s.yaml"

@@ -14,11 +14,11 @@ from typing import Any
 
 import pytest
 
-from engine.catalog import Catalog
-from engine.provider_api import ObserveRequest, ProviderUnreachable, StepRequest
-from providers import registry as registry_module
-from providers.registry import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, RegistryProvider
 from tests.providers.support import Images, Source, free_port, v1_labels
+from udeploy.engine.load.catalog import Catalog
+from udeploy.engine.provider_api import ObserveRequest, ProviderUnreachable, StepRequest
+from udeploy.providers import registry as registry_module
+from udeploy.providers.registry import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, RegistryProvider
 
 
 @pytest.fixture()

@@ -25,9 +25,9 @@ import docker
 import pytest
 from typer.testing import CliRunner
 
-from engine.cli import app
-from providers.db_guard import LABEL, SandboxLimits
 from tests.validate.support import FIXTURE, K3S, break_manifest
+from udeploy.engine.cli import app
+from udeploy.providers.db_guard import LABEL, SandboxLimits
 
 FOUNDATION = f"{K3S}/dev/unidesk-dev-foundation.k8s.yaml"
 GUARD = "ConfigMap/unidesk-dev-db-guard"

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from engine.planfile import canonical
 from tests.conftest import Cli, CliResult
 from tests.sample_repo import SampleRepo
+from udeploy.engine.plan.planfile import canonical
 
 HOSTILE_JSON = {
     "deep-nesting": ("[" * 100_000 + "]" * 100_000, "input-too-large"),

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from providers.kubeconfig import KubeconfigRefused, new_client, read_kubeconfig
 from tests.conftest import Cli
 from tests.sample_repo import SampleRepo
 from tests.validate.support import validate
+from udeploy.providers.kubeconfig import KubeconfigRefused, new_client, read_kubeconfig
 
 LAB_KUBECONFIG = Path("/var/lib/udeploy-lab/k3s/kubeconfig.yaml")
 

@@ -21,9 +21,8 @@ import kubernetes_validate
 import pytest
 import yaml
 
-from engine.errors import ExitCode, InputTooLarge, ManifestInvalid
-from engine.k8s_manifest import MAX_DEPTH, MAX_DOCUMENTS, MAX_NODES, K8sObject, parse_manifest, select
-from engine.manifest_rules import (
+from tests.validate.support import FIXTURE, K3S, break_manifest, validate
+from udeploy.engine.checks.manifest_rules import (
     CHECKS,
     KUBERNETES_VERSION,
     RULE_SETS,
@@ -32,7 +31,8 @@ from engine.manifest_rules import (
     check_manifest,
     rule_sets_for,
 )
-from tests.validate.support import FIXTURE, K3S, break_manifest, validate
+from udeploy.engine.errors import ExitCode, InputTooLarge, ManifestInvalid
+from udeploy.engine.load.k8s_manifest import MAX_DEPTH, MAX_DOCUMENTS, MAX_NODES, K8sObject, parse_manifest, select
 
 ROOT = Path(__file__).resolve().parents[2]
 CONFIGMAP = "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: fine, namespace: unidesk-dev}\ndata: {a: b}\n"
@@ -133,7 +133,7 @@ def test_issue_9_yaml_limits_refuse_with_input_too_large(tmp_path: Path, case: s
 def test_issue_9_yaml_deep_nesting_does_not_crash_the_process(tmp_path: Path) -> None:
     """libyaml's C composer segfaults on ~100,000 nested `[`: the depth limit stops it before composing."""
     manifest = _write(tmp_path / "deep.yaml", b"[" * 100_000)
-    result = subprocess.run([sys.executable, "-m", "engine.cli", "validate", "--manifest", str(manifest)],
+    result = subprocess.run([sys.executable, "-m", "udeploy.engine.cli", "validate", "--manifest", str(manifest)],
                             capture_output=True, text=True, timeout=60, cwd=ROOT,
                             env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert result.returncode == 1, result.stderr
@@ -306,7 +306,7 @@ def test_issue_9_hostile_config_json_is_manifest_invalid_naming_the_json_path(re
 @pytest.mark.parametrize("hosts", [[], "x", {"h": "x"}, {"h": {"provider": "k3s-native", "kubeconfig": [1]}},
                                    {"h": {"provider": ["k3s-native"], "kubeconfig": "k"}}])
 def test_issue_9_E2_hostile_hosts_give_no_kubeconfig(hosts: Any) -> None:
-    from engine.cli_validate import kubeconfig_for
+    from udeploy.engine.cli.validate import kubeconfig_for
 
     assert kubeconfig_for({"hosts": hosts}, None) == (None, "none")
     assert kubeconfig_for(["not", "an", "object"], None) == (None, "none")

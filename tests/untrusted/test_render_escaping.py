@@ -20,11 +20,11 @@ import pytest
 from markdown_it import MarkdownIt
 from typer.testing import CliRunner
 
-from engine.cli import app
-from engine.errors import Diagnostic, Severity
-from engine.plan import Action, GuardrailResult, Node, Plan, ServiceChange, StepKind
-from engine.planfile import canonical, to_document, write_plan
-from engine.render import printable, to_markdown_parts
+from udeploy.engine.cli import app
+from udeploy.engine.errors import Diagnostic, Severity
+from udeploy.engine.plan.model import Action, GuardrailResult, Node, Plan, ServiceChange, StepKind
+from udeploy.engine.plan.planfile import canonical, to_document, write_plan
+from udeploy.engine.plan.render import printable, to_markdown_parts
 
 SHA = "0123456789abcdef0123456789abcdef01234567"
 ITEM = {"deploymentPath": "artifact-consumer",

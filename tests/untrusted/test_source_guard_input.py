@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from engine.source_guard import (
+from udeploy.engine.checks.source_guard import (
     CODE_QUEUE_SOURCE,
     MAX_FILE_BYTES,
     DegradedReason,
@@ -37,7 +37,7 @@ WITHOUT_DAC = ["setpriv", "--bounding-set=-dac_override,-dac_read_search"]
 
 def run_guard(root: Path, *, prefix: tuple[str, ...] = (), timeout: float = 60) -> tuple[int, dict[str, Any]]:
     """The CLI as a bot runs it; a hang is a TimeoutExpired, a traceback fails the assertion."""
-    proc = subprocess.run([*prefix, sys.executable, "-m", "engine.cli", "guard", "code-queue-source", "--root",
+    proc = subprocess.run([*prefix, sys.executable, "-m", "udeploy.engine.cli", "guard", "code-queue-source", "--root",
                            str(root)], capture_output=True, text=True, timeout=timeout, cwd=REPO,
                           env={**os.environ, "PYTHONPATH": str(REPO)}, check=False)
     assert "Traceback" not in proc.stderr, proc.stderr

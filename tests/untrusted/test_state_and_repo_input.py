@@ -21,20 +21,20 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
-from engine import lock as env_lock
-from engine.apply import Resume
-from engine.catalog import parse_catalog
-from engine.cli import app
-from engine.errors import ManifestInvalid, UdeployError
-from engine.jobs import Job, StateRecordCorrupt, new_job_id
-from engine.manifest import parse_deploy
-from engine.repo_url import RefRefused, RepoUrlRefused, check_ref, check_repo_url, ref_problem
-from providers.compose_build import export_source
-from providers.compose_ops import Layout
-from providers.git import GitProvider
-from providers.hostshell import LocalShell
 from tests.conftest import Cli, CliResult
 from tests.sample_repo import SampleRepo
+from udeploy.engine.apply import lock as env_lock
+from udeploy.engine.apply.jobs import Job, StateRecordCorrupt, new_job_id
+from udeploy.engine.apply.run import Resume
+from udeploy.engine.cli import app
+from udeploy.engine.errors import ManifestInvalid, UdeployError
+from udeploy.engine.load.catalog import parse_catalog
+from udeploy.engine.load.manifest import parse_deploy
+from udeploy.engine.load.repo_url import RefRefused, RepoUrlRefused, check_ref, check_repo_url, ref_problem
+from udeploy.providers.compose_build import export_source
+from udeploy.providers.compose_ops import Layout
+from udeploy.providers.git import GitProvider
+from udeploy.providers.hostshell import LocalShell
 
 ROOT = Path(__file__).resolve().parents[2]
 FIXTURE = ROOT / "fixtures" / "unidesk-sample"
@@ -187,8 +187,9 @@ def test_issue9_tail_bytes_is_bounded(tmp_path: Path) -> None:
     (d / "log").write_bytes(b"x" * (3 << 20))
     r = run("job", "status", JOB_ID, "--state-dir", str(state), "--tail-bytes", str(1 << 20))
     assert r.exit_code == 0 and len(r.json["logTail"]) == 1 << 20
-    over = subprocess.run([sys.executable, "-m", "engine.cli", "job", "status", JOB_ID, "--state-dir", str(state),
-                           "--tail-bytes", str((1 << 20) + 1)], capture_output=True, text=True, timeout=60, cwd=ROOT)
+    over = subprocess.run([sys.executable, "-m", "udeploy.engine.cli", "job", "status", JOB_ID,
+                           "--state-dir", str(state), "--tail-bytes", str((1 << 20) + 1)],
+                          capture_output=True, text=True, timeout=60, cwd=ROOT)
     assert over.returncode == 1 and json.loads(over.stdout)["error"]["code"] == "usage"
 
 

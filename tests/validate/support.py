@@ -9,8 +9,8 @@ from typing import Any
 import yaml
 from typer.testing import CliRunner
 
-import engine.cli_validate  # noqa: F401  (registers `validate` on the app)
-from engine.cli import app
+import udeploy.engine.cli.validate  # noqa: F401  (registers `validate` on the app)
+from udeploy.engine.cli import app
 
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "unidesk-sample"
 K3S = "src/components/microservices/k3sctl-adapter/k3s"

@@ -14,8 +14,8 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from engine.cli import app
 from tests.validate.support import K3S, break_manifest, validate
+from udeploy.engine.cli import app
 
 CASES = yaml.safe_load((Path(__file__).parent / "broken_manifests.yaml").read_text())
 # What the sample's config.json names, in order, and the rules each file gets (by directory and objects).

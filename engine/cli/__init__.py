@@ -1,0 +1,9 @@
+"""The command line: one thin module per command group (plan, apply, artifact, guard, validate),
+the shared options and error boundary (`common`), and the console script (`main`). A command
+parses its options, calls one engine function and renders the result; no logic lives here.
+"""
+
+from udeploy.engine.cli.common import app
+from udeploy.engine.cli.main import main
+
+__all__ = ["app", "main"]

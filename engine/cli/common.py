@@ -1,0 +1,89 @@
+"""Shared pieces of the `udeploy` command line: the typer app, the common options, and the
+boundary that turns every domain error into one JSON document plus an exit code.
+
+Command modules (`engine.cli`, `engine.cli_*`) register on `app`; `engine.cli` imports them all.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import traceback
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+
+from udeploy.engine import __version__
+from udeploy.engine.errors import ExitCode, UdeployError
+
+app = typer.Typer(
+    name="udeploy", no_args_is_help=True, add_completion=False,
+    help="Declarative plan/apply for service deployments: deploy.json says which commit runs; "
+         "udeploy plans, reviews and applies it on Compose hosts and native k3s.")
+
+EnvOpt = Annotated[str | None, typer.Option("--env", help="Environment mode: read origin/master:deploy.json "
+                                            "and select environments.<env> (dev|prod).", envvar="UDEPLOY_ENV")]
+FileOpt = Annotated[Path | None, typer.Option("--file", help="Local-manifest mode: read this deploy.json "
+                                              "(the only mode that accepts schemaVersion 1).")]
+ServiceOpt = Annotated[list[str] | None, typer.Option("--service", help="Limit to this service id (repeatable).")]
+CommitOpt = Annotated[str | None, typer.Option("--commit", help="Full SHA overriding one reviewed artifact "
+                                               "consumer's commit (needs --env and one --service).")]
+RepoOpt = Annotated[Path, typer.Option("--repo", help="The deploy repository checkout (default: current "
+                                       "directory).", envvar="UDEPLOY_REPO")]
+RefOpt = Annotated[str, typer.Option("--ref", help="Remote ref to read the manifests from in environment mode.")]
+
+
+def emit(doc: Any) -> None:
+    sys.stdout.write(json.dumps(doc, indent=2, sort_keys=False) + "\n")
+
+
+def fail(error: UdeployError) -> NoReturn:
+    emit(error.to_json())
+    raise typer.Exit(int(error.exit_code))
+
+
+def guarded(fn: Callable[[], int]) -> None:
+    """Run a command body: JSON error and exit code for domain errors, never a bare traceback."""
+    try:
+        code = fn()
+    except UdeployError as exc:
+        fail(exc)
+    except (typer.Exit, typer.Abort):
+        raise
+    except Exception as exc:  # a bug: still one JSON document on stdout, the traceback on stderr
+        traceback.print_exc(file=sys.stderr)
+        emit({"error": {"code": "internal-error", "message": f"{type(exc).__name__}: {exc}", "path": None}})
+        raise typer.Exit(int(ExitCode.ERROR)) from None
+    raise typer.Exit(code)
+
+
+def version_callback(value: bool) -> None:
+    if value:
+        emit({"udeployVersion": __version__})
+        raise typer.Exit()
+
+
+@app.callback()
+def main_options(
+    version: Annotated[bool, typer.Option("--version", callback=version_callback, is_eager=True,
+                                          help="Print the udeploy version as JSON and exit.")] = False,
+) -> None:
+    """udeploy: plan, review, apply."""
+
+
+OutOpt = Annotated[Path | None, typer.Option("-out", "--out", help="Write the plan file here, for review "
+                                             "and `udeploy apply PLAN`.")]
+ForceOpt = Annotated[bool, typer.Option("--force", help="Deploy even services whose live commit matches.")]
+RefreshOpt = Annotated[bool, typer.Option("--refresh/--no-refresh", help="Read live state through the providers "
+                                          "(default) or plan from the desired state only (O4).")]
+ParallelOpt = Annotated[int, typer.Option("--parallelism", min=1, help="Concurrent provider reads.",
+                                          envvar="UDEPLOY_PARALLELISM")]
+FormatOpt = Annotated[str, typer.Option("--format", help="json (default), text or markdown.")]
+
+
+def progress(message: str) -> None:
+    sys.stderr.write(f"udeploy: {message}\n")
+
+

@@ -1,0 +1,40 @@
+"""The `udeploy` console script: every command group registered on the one typer app, and the
+boundary that turns click's own usage errors into the JSON error every refusal uses."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+import typer
+
+# Command modules register on the shared app when imported.
+from udeploy.engine.cli import apply, artifact, guard, plan, validate  # noqa: F401
+from udeploy.engine.cli.common import app, emit
+from udeploy.engine.errors import ExitCode, UsageError
+
+# Typer may vendor its own click: find its UsageError through a public subclass, not an import.
+CLICK_USAGE_ERROR: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
+
+
+def main() -> None:
+    """The console script. Click's own usage errors (a missing argument, an unknown option) become
+    the same JSON error as every other refusal, with exit 1: exit 2 means "changes present"."""
+    try:
+        code = app(standalone_mode=False)
+    except CLICK_USAGE_ERROR as exc:
+        usage: Any = exc  # click's UsageError: ctx, param, format_message() (untyped here)
+        if type(exc).__name__ == "NoArgsIsHelpError":  # bare `udeploy`: typer showed the help
+            raise SystemExit(int(ExitCode.OK)) from None
+        param = getattr(usage, "param", None)
+        emit(UsageError(usage.format_message(), path=param.name if param is not None else None).to_json())
+        if usage.ctx is not None:
+            sys.stderr.write(f"{usage.ctx.get_usage()}\nTry '{usage.ctx.command_path} --help' for help.\n")
+        raise SystemExit(int(ExitCode.ERROR)) from None
+    except typer.Abort:
+        raise SystemExit(int(ExitCode.ERROR)) from None
+    raise SystemExit(code if isinstance(code, int) else int(ExitCode.OK))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,192 @@
+"""The plan-side commands: plan, check, show, graph, guardrails.
+
+Thin typer commands that call one engine function each (STYLE 10); the shared options and the
+error boundary live in `udeploy.engine.cli.common`.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from udeploy.engine import __version__
+from udeploy.engine.checks.runtime_checks import run_checks
+from udeploy.engine.cli.common import (
+    CommitOpt,
+    EnvOpt,
+    FileOpt,
+    ForceOpt,
+    FormatOpt,
+    OutOpt,
+    ParallelOpt,
+    RefOpt,
+    RefreshOpt,
+    RepoOpt,
+    ServiceOpt,
+    app,
+    emit,
+    guarded,
+    progress,
+)
+from udeploy.engine.errors import ExitCode, UsageError
+from udeploy.engine.load.desired import DesiredState, Request
+from udeploy.engine.load.input_files import check_writable_target
+from udeploy.engine.load.source import DEFAULT_REF
+from udeploy.engine.plan import render
+from udeploy.engine.plan.guardrails import REGISTRY
+from udeploy.engine.plan.model import Action, Plan, ServiceChange
+from udeploy.engine.plan.observe import ProviderPool
+from udeploy.engine.plan.planfile import read_plan, to_document, write_plan
+from udeploy.engine.plan.planner import PlanOptions, make_plan
+from udeploy.engine.plan.render import GITHUB_COMMENT_LIMIT
+
+
+def _human(plan_value: Plan, fmt: str, max_chars: int = GITHUB_COMMENT_LIMIT) -> str | None:
+    if fmt == "json":
+        return None
+    if fmt == "text":
+        return render.to_text(plan_value)
+    if fmt == "markdown":
+        parts = render.to_markdown_parts(plan_value, max_chars)
+        return "\n\n---\n\n".join(parts)
+    raise UsageError(f"--format must be json, text or markdown, not {fmt!r}", path="--format")
+
+
+@app.command()
+def plan(
+    env: EnvOpt = None, file: FileOpt = None, service: ServiceOpt = None, commit: CommitOpt = None,
+    repo: RepoOpt = Path("."), ref: RefOpt = DEFAULT_REF, out: OutOpt = None, refresh: RefreshOpt = True,
+    force: ForceOpt = False, parallelism: ParallelOpt = 10, fmt: FormatOpt = "json",
+    detailed_exitcode: Annotated[bool, typer.Option("--detailed-exitcode", help="Exit 2 when the plan "
+                                                    "deploys something (0 when nothing changes).")] = False,
+) -> None:
+    """Resolve the desired state, read what is live, diff and run the guardrails; print the plan."""
+
+    def run() -> int:
+        if fmt not in ("json", "text", "markdown"):  # before any work, and before -out writes anything
+            raise UsageError(f"--format must be json, text or markdown, not {fmt!r}", path="--format")
+        if out is not None:
+            check_writable_target(out, "-out")
+        request = Request(env=env, file=file, services=tuple(service or ()), commit=commit,
+                          checkout=repo, ref=ref)
+        progress("planning" + (" (reading live state)" if refresh else " offline (--no-refresh)"))
+        planned = make_plan(request, PlanOptions(refresh=refresh, force=force, parallelism=parallelism))
+        doc = write_plan(planned.plan, out) if out else to_document(planned.plan)
+        if out:
+            progress(f"plan written to {out}; apply it with `udeploy apply {out}`")
+        human = _human(planned.plan, fmt)
+        if human is None:
+            emit(doc)
+        else:
+            sys.stdout.write(human)
+        return int(ExitCode.CHANGES) if detailed_exitcode and planned.plan.has_changes else int(ExitCode.OK)
+
+    guarded(run)
+
+
+@app.command()
+def check(
+    env: EnvOpt = None, file: FileOpt = None, service: ServiceOpt = None, repo: RepoOpt = Path("."),
+    ref: RefOpt = DEFAULT_REF, parallelism: ParallelOpt = 10,
+) -> None:
+    """Compare live runtime with the desired repo and commit, and run the k3s runtime checks (E3
+    sandbox image, E5 Code Queue diagnostics); change nothing. Exit 2 when anything differs or fails (O5)."""
+
+    def run() -> int:
+        request = Request(env=env, file=file, services=tuple(service or ()), checkout=repo, ref=ref)
+        pool_holder: list[ProviderPool] = []
+
+        def pool_for(state: DesiredState) -> ProviderPool:
+            pool_holder.append(ProviderPool(state.catalog))
+            return pool_holder[-1]
+
+        try:
+            planned = make_plan(request, PlanOptions(refresh=True, parallelism=parallelism), pool_for=pool_for)
+            checks = run_checks(planned.state, pool_holder[-1])
+        finally:
+            for pool in pool_holder:
+                pool.close()
+        p = planned.plan
+        # What runs differs from what deploy.json asks, whatever policy lets udeploy do about it.
+        differ = [s.id for s in p.services if s.action is not Action.UNSUPPORTED and not _live_matches(s)]
+        failing = [c for c in checks if not c.get("ok")]
+        emit({"udeployVersion": __version__, "manifest": dict(p.manifest), "environment": p.environment,
+              "inSync": not differ, "differ": differ, "checksPassed": not failing, "checks": checks,
+              "services": [{"id": s.id, "action": s.action.value, "desiredCommit": s.resolved_commit,
+                            "live": s.live, "drift": s.drift, "reason": s.reason} for s in p.services]})
+        return int(ExitCode.CHANGES) if differ or failing else int(ExitCode.OK)
+
+    guarded(run)
+
+
+def _live_matches(s: ServiceChange) -> bool:
+    live = s.live or {}
+    health = live.get("health") or {}
+    return (live.get("presence") == "running" and live.get("commit") == s.resolved_commit
+            and health.get("deployCommit") in (None, s.resolved_commit))
+
+
+PlanArg = Annotated[Path, typer.Argument(help="A plan file written by `udeploy plan -out`.")]
+
+
+@app.command()
+def show(
+    plan_file: PlanArg, fmt: FormatOpt = "json",
+    max_comment_chars: Annotated[int, typer.Option("--max-comment-chars", min=1000, help="Split the markdown "
+                                                   "rendering into comments of at most this many characters.")]
+    = GITHUB_COMMENT_LIMIT,
+) -> None:
+    """Render a saved plan: json, text, or markdown for a pull-request comment (split under the limit)."""
+
+    def run() -> int:
+        p = read_plan(plan_file)
+        if fmt == "markdown":
+            try:
+                parts = render.to_markdown_parts(p, max_comment_chars)
+            except ValueError as exc:
+                raise UsageError(str(exc), path="--max-comment-chars") from exc
+            if not sys.stdout.isatty():
+                emit({"summary": render.summary_line(p), "parts": parts})
+            else:
+                sys.stdout.write("\n\n---\n\n".join(parts))
+            return 0
+        human = _human(p, fmt, max_comment_chars)
+        if human is None:
+            emit(to_document(p))
+        else:
+            sys.stdout.write(human)
+        return 0
+
+    guarded(run)
+
+
+GRAPH_FORMAT_HELP = ("dot (default, any size), svg (needs Graphviz) or html (an SVG page). svg and html refuse "
+                     f"a plan above {render.MAX_LAYOUT_NODES} nodes or {render.MAX_LAYOUT_EDGES} edges "
+                     "(input-too-large): Graphviz layout is superlinear.")
+
+
+@app.command()
+def graph(plan_file: PlanArg, fmt: Annotated[str, typer.Option("--format", help=GRAPH_FORMAT_HELP)] = "dot") -> None:
+    """Print the plan's step DAG as Graphviz dot, SVG or an HTML page."""
+
+    def run() -> int:
+        if fmt not in ("dot", "svg", "html"):
+            raise UsageError(f"--format must be dot, svg or html, not {fmt!r}", path="--format")
+        p = read_plan(plan_file)
+        if fmt == "dot":
+            sys.stdout.write(render.to_dot(p))
+        else:
+            svg = render.to_svg(p, fmt)
+            sys.stdout.write(svg if fmt == "svg" else render.to_html(p, svg))
+        return 0
+
+    guarded(run)
+
+
+@app.command("guardrails")
+def list_guardrails() -> None:
+    """List the guardrail checks: each runs at plan time and again before apply mutates anything (K4)."""
+    emit({"guardrails": [{"id": g.id, "name": g.name, "summary": g.summary} for g in REGISTRY.values()]})

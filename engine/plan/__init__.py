@@ -1,0 +1,4 @@
+"""Plan: observe what is live through the provider protocol, diff it against the desired state,
+build the step DAG, run the guardrails, and hold the result as a frozen `Plan`; its file format
+(`planfile`) and its human renderings (`render`) live here too.
+"""

@@ -1,0 +1,153 @@
+"""Make a plan: load the desired state, observe, diff, lay out the steps, run the guardrails."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import attrs
+
+from udeploy.engine import __version__
+from udeploy.engine.load.desired import DesiredService, DesiredState, Request, load_desired
+from udeploy.engine.load.k8s_manifest import K8sObject
+from udeploy.engine.load.upstream import for_service
+from udeploy.engine.plan.diff import Decision, UpstreamCheck, decide
+from udeploy.engine.plan.guardrails import GuardContext, failing_services, run_all
+from udeploy.engine.plan.items import build_item, deployment_path
+from udeploy.engine.plan.model import FORMAT_VERSION, Action, Node, Plan, ServiceChange
+from udeploy.engine.plan.observe import Observations, ProviderPool, observe
+from udeploy.engine.plan.report import environment_json, manifest_json
+from udeploy.engine.plan.steps import Observed, build_graph, prerequisite_node, service_nodes
+from udeploy.engine.provider_api import RuntimeState
+from udeploy.providers.git import GitProvider
+
+
+@attrs.frozen
+class PlanOptions:
+    refresh: bool = True
+    force: bool = False
+    parallelism: int = 10
+
+
+@attrs.frozen
+class Planned:
+    plan: Plan
+    state: DesiredState
+
+
+def make_plan(request: Request, options: PlanOptions, *, git: GitProvider | None = None,
+              pool_for: Callable[[DesiredState], ProviderPool] | None = None) -> Planned:
+    state = load_desired(request, git)
+    own_pool = pool_for is None  # a caller that passes pool_for keeps (and closes) its pool
+    pool = pool_for(state) if pool_for else ProviderPool(state.catalog)
+    try:
+        obs = observe(state, pool, parallelism=options.parallelism) if options.refresh else \
+            Observations(artifacts={}, runtime={}, secrets={})
+    finally:
+        if own_pool:
+            pool.close()
+    changes = [_change(d, state, obs, options) for d in state.services]
+    plan = _assemble(state, changes, obs, options, request, demoted={})
+    results = run_all(guard_context(plan, state))
+    failing = failing_services(results)
+    if failing:  # a service failing a guardrail is blocked and loses its steps; the findings stay
+        plan = _assemble(state, changes, obs, options, request, demoted=failing)
+    plan = attrs.evolve(plan, guardrails=results)
+    return Planned(plan=plan, state=state)
+
+
+def request_json(request: Request) -> dict[str, Any]:
+    return {"env": request.env, "file": str(request.file) if request.file else None,
+            "services": list(request.services), "commit": request.commit, "ref": request.ref}
+
+
+def request_from_json(doc: Mapping[str, Any], checkout: Path) -> Request:
+    return Request(env=doc["env"], file=Path(doc["file"]) if doc["file"] else None,
+                   services=tuple(doc["services"]), commit=doc["commit"], checkout=checkout, ref=doc["ref"])
+
+
+def guard_context(plan: Plan, state: DesiredState) -> GuardContext:
+    objects: dict[str, tuple[K8sObject, ...]] = {
+        d.id: d.k3s_objects for d in state.services if any(n.service == d.id for n in plan.nodes)}
+    return GuardContext(plan=plan, k3s_objects=objects,
+                        hosts={h.id: dict(h.settings) for h in state.catalog.hosts.values()})
+
+
+def _change(d: DesiredService, state: DesiredState, obs: Observations, options: PlanOptions) -> tuple[
+        DesiredService, Decision, dict[str, Any]]:
+    path = deployment_path(d)
+    secrets = obs.secrets.get(d.id)
+    decision = decide(d, path, runtime=obs.runtime.get(d.id), artifact=obs.artifacts.get(d.id),
+                      secrets_present=secrets.get("requiredSecretsPresent") if secrets else None,
+                      forced=options.force, upstream=_upstream_check(d, state, obs))
+    item = build_item(d, state.catalog, state.settings, state.environment, artifact=obs.artifacts.get(d.id),
+                      secrets=secrets)
+    return d, decision, item
+
+
+def _upstream_check(d: DesiredService, state: DesiredState, obs: Observations) -> UpstreamCheck | None:
+    art = for_service(state.catalog, d.microservice)
+    if art is None:
+        return None
+    seen = obs.upstream.get(d.id)
+    return UpstreamCheck(artifact_id=art.id, pin=art.pin, mirrored=seen.mirrored if seen else None,
+                         upstream_reachable=seen.upstream_reachable if seen else None)
+
+
+def _assemble(state: DesiredState, changes: list[tuple[DesiredService, Decision, dict[str, Any]]],
+              obs: Observations, options: PlanOptions, request: Request,
+              demoted: Mapping[str, list[str]]) -> Plan:
+    services: list[ServiceChange] = []
+    chains: dict[str, list[Node]] = {}
+    for d, decision, item in changes:
+        action, reason = decision.action, decision.reason
+        if d.id in demoted and action is Action.DEPLOY:
+            action = Action.BLOCKED
+            reason = f"guardrail {', '.join(demoted[d.id])} failed"
+            item = {**item, "blockedReason": f"guardrail:{','.join(demoted[d.id])}"}
+        elif decision.blocked_reason and "blockedReason" not in item:
+            item = {**item, "blockedReason": decision.blocked_reason}
+        runtime = obs.runtime.get(d.id)
+        services.append(ServiceChange(
+            id=d.id, action=action, reason=reason, requested_commit=d.requested_commit,
+            resolved_commit=d.resolved_commit, item=item, live=_live(runtime) if options.refresh else None,
+            drift=decision.drift))
+        if action is Action.DEPLOY:
+            artifact = obs.artifacts.get(d.id)
+            chains[d.id] = service_nodes(d, state.catalog, state.source, Observed(
+                artifact=artifact.fingerprint if artifact else None,
+                runtime=runtime.fingerprint if runtime else None))
+    prerequisites = _prerequisites(state, chains)
+    requires = {d.id: d.environment.target.requires for d, _, _ in changes
+                if d.id in chains and d.environment and d.environment.target}
+    depends = {d.id: d.microservice.depends_on for d, _, _ in changes}
+    graph = build_graph(chains, prerequisites, requires, depends)
+    by_id = {n.id: n for n in prerequisites + [n for c in chains.values() for n in c]}
+    return Plan(
+        format_version=FORMAT_VERSION, udeploy_version=__version__,
+        created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), mode=state.mode,
+        environment=environment_json(state), manifest=manifest_json(state.source), request=request_json(request),
+        refreshed=options.refresh,
+        forced=options.force, selection=request.services,
+        services=tuple(services), nodes=tuple(by_id[n] for n in graph.nodes()), edges=tuple(graph.edges()),
+        guardrails=())
+
+
+def _prerequisites(state: DesiredState, chains: Mapping[str, list[Node]]) -> list[Node]:
+    if state.settings is None:
+        return []
+    needed = sorted({r for d in state.services if d.id in chains and d.environment and d.environment.target
+                     for r in d.environment.target.requires})
+    return [prerequisite_node(name, state.settings.prerequisites[name], state.source, None) for name in needed]
+
+
+def _live(runtime: RuntimeState | None) -> dict[str, Any] | None:
+    if runtime is None:
+        return None
+    h = runtime.health
+    return {"target": runtime.target, "presence": runtime.presence.value, "image": runtime.image,
+            "commit": runtime.live_commit, "fingerprint": runtime.fingerprint,
+            "health": None if h is None else {"reachable": h.reachable, "status": h.status,
+                                              "deployCommit": h.deploy_commit}}
