@@ -18,9 +18,9 @@ from udeploy.engine.errors import CommitNotFound
 from udeploy.engine.load.repo_url import check_repo_url
 from udeploy.engine.provider_api import StepResult
 from udeploy.providers import compose_facts as facts
-from udeploy.providers.compose_ops import Layout, _in_dir
+from udeploy.providers.compose_ops import Layout
 from udeploy.providers.git import FULL_SHA
-from udeploy.providers.hostshell import HostShell
+from udeploy.providers.hostshell import HostShell, run_in_dir
 
 # -- target-side build (B1, B3, B4): the host fetches, archives and builds; never the operator's tree
 
@@ -198,7 +198,7 @@ def build_image(shell: HostShell, layout: Layout, params: Mapping[str, Any], ser
         info["log"] = lines
         return StepResult(False, f"build context is incomplete on {shell.host_id}: "
                                  f"{', '.join(p for p, ok in missing.items() if not ok)} (run export-source)", info)
-    result = _in_dir(shell, dest, argv, env="export DOCKER_BUILDKIT=0; ")
+    result = run_in_dir(shell, dest, argv, env="export DOCKER_BUILDKIT=0; ")
     info["log"] = lines + result.tail(40)
     if not result.ok:
         return StepResult(False, f"docker build of {image} on {shell.host_id} failed (exit {result.returncode})",

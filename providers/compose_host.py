@@ -39,7 +39,7 @@ from udeploy.providers import compose_build as builds
 from udeploy.providers import compose_facts as facts
 from udeploy.providers import compose_ops as ops
 from udeploy.providers.git import GitProvider
-from udeploy.providers.hostshell import HostShell, shell_for
+from udeploy.providers.hostshell import HostShell, LocalShell
 
 HEALTH_TIMEOUT = 20.0  # a just-recreated container needs a moment before its health answers
 GAVE_UP = ("container exited", "container dead")
@@ -320,3 +320,17 @@ def _verdict(state: RuntimeState, problems: list[str], p: Mapping[str, Any]) -> 
     return StepResult(True, f"{state.target} runs {str(p['expectedCommit'])[:12]} (labels, env and health agree)",
                       info)
 
+
+def shell_for(host: Host) -> HostShell:
+    """The shell for a config.json host with `docker.socket` or `docker.ssh`."""
+    settings: Mapping[str, Any] = host.settings.get("docker") or {}
+    if settings.get("socket"):
+        return LocalShell(host.id, str(settings["socket"]))
+    if settings.get("ssh"):
+        from udeploy.providers.hostshell_ssh import SshShell  # imports fabric/paramiko only for SSH hosts
+
+        s = settings["ssh"]
+        return SshShell(host.id, host=str(s["host"]), port=int(s.get("port", 22)), user=str(s.get("user", "root")),
+                        key_file=s.get("keyFile"), known_hosts=s.get("knownHosts"))
+    raise ProviderUnreachable(f"host {host.id} has neither docker.socket nor docker.ssh in config.json",
+                              path=host.id)

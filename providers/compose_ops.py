@@ -23,7 +23,7 @@ from docker.utils import parse_repository_tag
 from udeploy.engine.errors import UdeployError
 from udeploy.engine.provider_api import StepResult
 from udeploy.providers import compose_facts as facts
-from udeploy.providers.hostshell import HostShell
+from udeploy.providers.hostshell import HostShell, run_in_dir
 
 ENV_VALUE = re.compile(r"^[^\n\r]*$")
 SECRET_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
@@ -193,14 +193,10 @@ def recreate(shell: HostShell, layout: Layout, params: Mapping[str, Any], compos
         stamped = facts.files_exist(shell, [path])[path]
         return StepResult(True, f"would run `{shlex.join(command)}`" + ("" if stamped else f" once {path} is stamped")
                           + (f", replacing container {before[:12]}" if before else ""), info)
-    result = _in_dir(shell, layout.project_dir(project), command)
+    result = run_in_dir(shell, layout.project_dir(project), command)
     info["log"] = result.tail()
     info["containerAfter"] = (facts.service_container(shell, project, service) or {}).get("Id")
     if not result.ok:
         return StepResult(False, f"`{shlex.join(command)}` failed on {shell.host_id} (exit {result.returncode})",
                           info)
     return StepResult(True, f"recreated {project}/{service} on {shell.host_id}", info)
-
-
-def _in_dir(shell: HostShell, directory: str, argv: Sequence[str], env: str = "") -> Any:
-    return shell.run(f'cd "$1" && shift && {env}exec "$@"', directory, *argv)

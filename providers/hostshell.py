@@ -25,15 +25,14 @@ import threading
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping, Sequence
-from typing import Any, Protocol
+from collections.abc import Sequence
+from typing import Protocol
 
 import attrs
 import docker
 import docker.errors
 from docker import DockerClient
 
-from udeploy.engine.load.catalog import Host
 from udeploy.engine.provider_api import ProviderUnreachable
 
 COMMAND_TIMEOUT = 300.0
@@ -108,19 +107,9 @@ class HostShell(Protocol):
     def close(self) -> None: ...
 
 
-def shell_for(host: Host) -> HostShell:
-    """The shell for a config.json host with `docker.socket` or `docker.ssh`."""
-    settings: Mapping[str, Any] = host.settings.get("docker") or {}
-    if settings.get("socket"):
-        return LocalShell(host.id, str(settings["socket"]))
-    if settings.get("ssh"):
-        from udeploy.providers.hostshell_ssh import SshShell  # imports fabric/paramiko only for SSH hosts
-
-        s = settings["ssh"]
-        return SshShell(host.id, host=str(s["host"]), port=int(s.get("port", 22)), user=str(s.get("user", "root")),
-                        key_file=s.get("keyFile"), known_hosts=s.get("knownHosts"))
-    raise ProviderUnreachable(f"host {host.id} has neither docker.socket nor docker.ssh in config.json",
-                              path=host.id)
+def run_in_dir(shell: HostShell, directory: str, argv: Sequence[str], env: str = "") -> ShellResult:
+    """`argv` run in `directory` on the host; both are passed as arguments, never interpolated."""
+    return shell.run(f'cd "$1" && shift && {env}exec "$@"', directory, *argv)
 
 
 def script_with_args(script: str, args: tuple[str, ...]) -> str:

@@ -7,13 +7,27 @@ service is joined with the catalog, still before any commit is resolved or anyth
 from __future__ import annotations
 
 import re
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import Protocol
 
 from udeploy.engine.errors import PolicyRefused, UsageError
 from udeploy.engine.load.catalog import LiveApplyMode, Microservice
 
-if TYPE_CHECKING:
-    from udeploy.engine.load.desired import Request
+
+class Request(Protocol):
+    """What these rules read of `udeploy.engine.load.desired.Request` (which calls them)."""
+
+    @property
+    def env(self) -> str | None: ...
+
+    @property
+    def file(self) -> Path | None: ...
+
+    @property
+    def services(self) -> tuple[str, ...]: ...
+
+    @property
+    def commit(self) -> str | None: ...
 
 FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
 
