@@ -62,6 +62,12 @@ class HealthState:
     auth: Mapping[str, bool] | None = None  # baidu-netdisk's /health.auth flags (booleans only)
     error: str | None = None
 
+    def facts(self) -> dict[str, Any]:
+        """The answer as a step's facts (job records, apply output): ids and booleans only."""
+        return {"reachable": self.reachable, "status": self.status, "repo": self.deploy_repo,
+                "commit": self.deploy_commit, "requestedCommit": self.deploy_requested_commit,
+                "auth": dict(self.auth) if self.auth is not None else None, "error": self.error}
+
 
 class Presence(enum.Enum):
     ABSENT = "absent"

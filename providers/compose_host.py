@@ -18,7 +18,6 @@ secrets read from `<composeRoot>/<project>/<file>` named by `<host>:compose-env:
 from __future__ import annotations
 
 import threading
-import time
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
@@ -40,6 +39,7 @@ from udeploy.providers import compose_facts as facts
 from udeploy.providers import compose_ops as ops
 from udeploy.providers.git import GitProvider
 from udeploy.providers.hostshell import HostShell, LocalShell
+from udeploy.providers.polling import poll
 
 HEALTH_TIMEOUT = 20.0  # a just-recreated container needs a moment before its health answers
 GAVE_UP = ("container exited", "container dead")
@@ -199,20 +199,22 @@ class ComposeHostProvider:
         target = ComposeTarget(file=str(p.get("file")), project=str(p["project"]), service=str(p["service"]),
                                image="", health_port=int(p["healthPort"]))
         observe = ObserveRequest(request.service_id, target, str(p.get("healthPath") or "/health"), False)
-        deadline = time.monotonic() + (float(p.get("healthTimeoutSeconds", HEALTH_TIMEOUT)) if wait else 0.0)
-        while True:
+
+        def read() -> tuple[RuntimeState, list[str]]:
             state = self.observe(observe)
-            health = None
             if state.presence is Presence.RUNNING:
-                health = facts.read_health(self.shell, target.health_port, observe.health_path)
-                state = attrs.evolve(state, health=health)
-            problems = live_mismatches(state, p) + self._digest_mismatch(state, p)
-            answered = health is not None and health.reachable and health.error is None
+                state = attrs.evolve(state, health=facts.read_health(self.shell, target.health_port,
+                                                                     observe.health_path))
+            return state, live_mismatches(state, p) + self._digest_mismatch(state, p)
+
+        def settled(seen: tuple[RuntimeState, list[str]]) -> bool:
+            state, problems = seen
+            answered = state.health is not None and state.health.reachable and state.health.error is None
             gave_up = state.presence is Presence.ABSENT or (state.detail or "").startswith(GAVE_UP)
-            static = [m for m in problems if not m.startswith("health")]
-            if answered or static or gave_up or time.monotonic() >= deadline:
-                break
-            time.sleep(0.3)
+            return answered or gave_up or any(not m.startswith("health") for m in problems)
+
+        timeout = float(p.get("healthTimeoutSeconds", HEALTH_TIMEOUT)) if wait else 0.0
+        state, problems = poll(read, settled, timeout)
         result = _verdict(state, problems, p)
         if request.dry_run:
             return StepResult(True, f"would verify {state.target} reports {p['expectedCommit'][:12]} "
@@ -309,10 +311,7 @@ def _verdict(state: RuntimeState, problems: list[str], p: Mapping[str, Any]) -> 
         "target": state.target, "presence": state.presence.value, "identity": state.identity,
         "image": state.image, "imageId": state.image_id, "labels": dict(state.labels),
         "deployEnv": dict(state.deploy_env), "expectedCommit": p["expectedCommit"], "mismatches": problems,
-        "health": None if health is None else {
-            "reachable": health.reachable, "status": health.status, "repo": health.deploy_repo,
-            "commit": health.deploy_commit, "requestedCommit": health.deploy_requested_commit,
-            "auth": dict(health.auth) if health.auth is not None else None, "error": health.error},
+        "health": None if health is None else health.facts(),
     }
     if problems:
         return StepResult(False, f"{state.target} does not run {str(p['expectedCommit'])[:12]}: "

@@ -20,7 +20,6 @@ built and nothing comes from the internet.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar
@@ -32,6 +31,7 @@ from udeploy.engine.checks.source_guard import check_code_queue_source, guard_js
 from udeploy.engine.errors import GitError, ManifestInvalid, UsageError
 from udeploy.engine.load.catalog import Catalog, Host, K3sTarget
 from udeploy.engine.provider_api import (
+    HealthState,
     ObserveRequest,
     Presence,
     ProviderUnreachable,
@@ -44,6 +44,7 @@ from udeploy.providers import k3s_facts as facts
 from udeploy.providers import k3s_ops as ops
 from udeploy.providers.git import GitProvider
 from udeploy.providers.k3s_containerd import Ctr
+from udeploy.providers.polling import poll
 from udeploy.providers.registry import RegistryProvider
 
 HEALTH_TIMEOUT = 20.0  # a just-rolled-out pod may need a moment before its health answers
@@ -149,10 +150,12 @@ class K3sNativeProvider:
         """G1 then E4, before any rollout that touches the hostPath source (read-only: dry run is the same)."""
         guard = check_code_queue_source(Path(str(p["root"])))
         facts_out: dict[str, Any] = {"guard": guard_json(guard)}
-        if not guard.ok:
-            missing = "; ".join(f"{m.importer} imports {m.specifier} (missing {m.target})" for m in guard.missing[:5])
+        if guard.degraded_reason is not None:
+            detail = "; ".join([f"{u.path} is unreadable ({u.cause})" for u in guard.unreadable[:5]]
+                               + [f"{m.importer} imports {m.specifier} (missing {m.target})"
+                                  for m in guard.missing[:5]])
             return StepResult(False, f"code-queue source guard: degradedReason={guard.degraded_reason.value}"
-                              + (f": {missing}" if missing else f" ({p['root']})") + "; rollout stopped", facts_out)
+                              + (f": {detail}" if detail else f" ({p['root']})") + "; rollout stopped", facts_out)
         if p.get("gateImage"):
             gate = self.code_queue_image_gate(str(p["gateImage"]), str(p["namespace"]), list(p["gateDeployments"]))
             facts_out["imageGate"] = gate
@@ -193,45 +196,11 @@ class K3sNativeProvider:
         want = {"UNIDESK_DEPLOY_COMMIT": expected}
         if p.get("expectedRequestedCommit"):
             want["UNIDESK_DEPLOY_REQUESTED_COMMIT"] = str(p["expectedRequestedCommit"])
-        deadline = time.monotonic() + (float(p.get("healthTimeoutSeconds") or HEALTH_TIMEOUT) if wait else 0.0)
-        while True:
-            static, transient, rolling, fatal = [], [], False, False
-            deps: dict[str, Any] = {}
-            for name in names:
-                dep = facts.read_deployment(self.kube, namespace, name)
-                if dep is None:
-                    static.append(f"Deployment {namespace}/{name} does not exist")
-                    continue
-                deps[name] = {"image": facts.first_container(dep).get("image"), "deployEnv": facts.deploy_env(dep),
-                              "identity": facts.template_identity(dep)}
-                static += ops.stamp_mismatches(dep, None, want)
-                status = facts.rollout_status(dep, facts.selected_pods(self.kube, dep))
-                if not status.ready:
-                    rolling, fatal = rolling or not status.fatal, fatal or bool(status.fatal)
-                    transient.append(f"{name} is not rolled out and ready: {'; '.join(status.problems)}")
-            health = facts.read_health(self.kube, namespace, str(p["healthService"]), p["healthPort"],
-                                       str(p.get("healthPath") or "/health"))
-            h = health.state
-            answered = h.reachable and h.error is None
-            if not answered:
-                transient.append(f"health {p['healthService']}:{p['healthPort']}{p.get('healthPath') or '/health'} "
-                                 f"through the service proxy: {h.error or 'unreachable'}")
-            else:
-                if h.deploy_commit != expected:
-                    transient.append(f"health deploy.commit: expected {expected!r}, got {h.deploy_commit!r}")
-                if want.get("UNIDESK_DEPLOY_REQUESTED_COMMIT") and \
-                        h.deploy_requested_commit != want["UNIDESK_DEPLOY_REQUESTED_COMMIT"]:
-                    transient.append(f"health deploy.requestedCommit: expected "
-                                     f"{want['UNIDESK_DEPLOY_REQUESTED_COMMIT']!r}, got {h.deploy_requested_commit!r}")
-            problems = static + transient
-            # An answer from a settled rollout is final: a healthy old service fails now, not later.
-            if not problems or static or fatal or (answered and not rolling) or time.monotonic() >= deadline:
-                break
-            time.sleep(0.3)
-        info = {"namespace": namespace, "deployments": deps, "expectedCommit": expected, "mismatches": problems,
-                "health": {"reachable": h.reachable, "status": h.status, "repo": h.deploy_repo,
-                           "commit": h.deploy_commit, "requestedCommit": h.deploy_requested_commit,
-                           "error": h.error}}
+        timeout = float(p.get("healthTimeoutSeconds") or HEALTH_TIMEOUT) if wait else 0.0
+        seen = poll(lambda: self._rollout_seen(namespace, names, want, p), _rollout_settled, timeout)
+        problems = seen.static + seen.transient
+        info = {"namespace": namespace, "deployments": seen.deployments, "expectedCommit": expected,
+                "mismatches": problems, "health": seen.health.facts()}
         where = f"{self.host.id}:{namespace}/{','.join(names)}"
         if request.dry_run:
             now = "converged" if not problems else "; ".join(problems)
@@ -241,6 +210,41 @@ class K3sNativeProvider:
             return StepResult(False, f"{where} does not run {expected[:12]}: " + "; ".join(problems), info)
         return StepResult(True, f"{where} runs {expected[:12]} (annotations, env and service-proxy health agree)",
                           info)
+
+    def _rollout_seen(self, namespace: str, names: list[str], want: Mapping[str, str],
+                      p: Mapping[str, Any]) -> RolloutSeen:
+        """One look at the Deployments' stamps and rollout, and the service's health through the proxy."""
+        expected = want["UNIDESK_DEPLOY_COMMIT"]
+        static: list[str] = []
+        transient: list[str] = []
+        rolling = fatal = False
+        deps: dict[str, Any] = {}
+        for name in names:
+            dep = facts.read_deployment(self.kube, namespace, name)
+            if dep is None:
+                static.append(f"Deployment {namespace}/{name} does not exist")
+                continue
+            deps[name] = {"image": facts.first_container(dep).get("image"), "deployEnv": facts.deploy_env(dep),
+                          "identity": facts.template_identity(dep)}
+            static += ops.stamp_mismatches(dep, None, want)
+            status = facts.rollout_status(dep, facts.selected_pods(self.kube, dep))
+            if not status.ready:
+                rolling, fatal = rolling or not status.fatal, fatal or bool(status.fatal)
+                transient.append(f"{name} is not rolled out and ready: {'; '.join(status.problems)}")
+        h = facts.read_health(self.kube, namespace, str(p["healthService"]), p["healthPort"],
+                              str(p.get("healthPath") or "/health")).state
+        answered = h.reachable and h.error is None
+        if not answered:
+            transient.append(f"health {p['healthService']}:{p['healthPort']}{p.get('healthPath') or '/health'} "
+                             f"through the service proxy: {h.error or 'unreachable'}")
+        else:
+            if h.deploy_commit != expected:
+                transient.append(f"health deploy.commit: expected {expected!r}, got {h.deploy_commit!r}")
+            requested = want.get("UNIDESK_DEPLOY_REQUESTED_COMMIT")
+            if requested and h.deploy_requested_commit != requested:
+                transient.append(f"health deploy.requestedCommit: expected {requested!r}, "
+                                 f"got {h.deploy_requested_commit!r}")
+        return RolloutSeen(static, transient, rolling, fatal, deps, h)
 
     def _converged(self, request: StepRequest) -> StepResult:
         p, kind = request.params, request.kind
@@ -275,3 +279,22 @@ class K3sNativeProvider:
             return StepResult(not pending, "rolled out" if not pending else f"not rolled out: {', '.join(pending)}",
                               {"pending": pending})
         return StepResult(False, f"the k3s-native provider cannot verify {kind!r} steps", {"kind": kind})
+
+
+@attrs.frozen
+class RolloutSeen:
+    """One look during verify-live: what can never settle (static), what may (transient), and why."""
+
+    static: list[str]
+    transient: list[str]
+    rolling: bool  # a rollout is still progressing
+    fatal: bool  # a rollout failed for good (e.g. an image that cannot be pulled)
+    deployments: dict[str, Any]
+    health: HealthState
+
+
+def _rollout_settled(seen: RolloutSeen) -> bool:
+    """Converged, or never will: an answer from a settled rollout is final, so a healthy old
+    service fails now, not at the deadline."""
+    answered = seen.health.reachable and seen.health.error is None
+    return not (seen.static + seen.transient) or bool(seen.static) or seen.fatal or (answered and not seen.rolling)

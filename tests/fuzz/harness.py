@@ -13,8 +13,8 @@ Why a forked child per example, not in-process with `signal.alarm`:
   no interpreter starts (a `udeploy job list` example takes ~25 ms in all).
 
 Inside the child the CLI runs in-process through the console script's own entry point,
-`engine.cli.main()` with `sys.argv` set, writing to real file descriptors (files beside the
-example). Not typer's `CliRunner` on `engine.cli.app`: that bypasses `main()`, where click's usage
+`udeploy.engine.cli.main()` with `sys.argv` set, writing to real file descriptors (files beside the
+example). Not typer's `CliRunner` on `udeploy.engine.cli.app`: that bypasses `main()`, where click's usage
 errors become the JSON usage error with exit 1, so every usage error would show as exit 2 with an
 empty stdout (a failure the shipped `udeploy` does not have), and its in-memory stdout accepts
 what a real UTF-8 stdout refuses (a lone surrogate). An exception escaping `main()` is caught in
@@ -75,7 +75,7 @@ class Run:
     exit_code: int | None
     stdout: str
     stderr: str
-    uncaught: str | None = None  # a traceback that escaped `engine.cli.main()`, or how the process died
+    uncaught: str | None = None  # a traceback that escaped `udeploy.engine.cli.main()`, or how the process died
     hung: bool = False
     seconds: float = 0.0
     stdout_utf8: bool = True
@@ -164,7 +164,7 @@ SIDE_FILES = (".result.json", ".stdout", ".stderr")  # beside each example dir, 
 
 def invoke_console_script(argv: tuple[str, ...]) -> int:
     """`udeploy ARGV` as the console script runs it; an exception escaping `main()` propagates."""
-    from udeploy.engine.cli.plan import main
+    from udeploy.engine.cli import main
     sys.argv = ["udeploy", *argv]
     try:
         main()
