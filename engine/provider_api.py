@@ -11,13 +11,14 @@ from __future__ import annotations
 import enum
 import hashlib
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from importlib.metadata import entry_points
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from pathlib import Path
+from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 
 import attrs
 
-from udeploy.engine.errors import UdeployError
+from udeploy.engine.errors import Diagnostic, UdeployError
 
 
 class ProviderNotFound(UdeployError, LookupError):
@@ -184,3 +185,45 @@ def provider_class(name: str) -> type[Any]:
             return ep.load()  # type: ignore[no-any-return]
     raise ProviderNotFound(f"no provider named {name!r} is installed (entry-point group udeploy.providers)",
                            path=name)
+
+
+# --- `udeploy validate`'s capabilities: the db guard run (D5) and the Kubernetes dry run ------------
+# Both are opened with the operator's settings, run once per manifest (or object) and closed. A
+# manifest's objects are `engine.load.k8s_manifest.K8sObject` values; they are `Any` here because
+# this protocol sits below the load phase.
+
+@runtime_checkable
+class DbGuardRunner(Protocol):
+    """D5: runs a manifest's db-guard script away from this machine; whatever goes wrong is a finding."""
+
+    @classmethod
+    def open(cls, docker_host: str | None, skip: bool) -> Self:
+        """`docker_host` is the operator's engine (None: the standard docker environment); `skip` is
+        the operator's `--skip-db-guard`."""
+        ...
+
+    def run(self, path: str, objects: Sequence[Any]) -> tuple[dict[str, Any], list[Diagnostic]]:
+        """The report for one manifest's `dbGuard` entry, and its D5 findings."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class ManifestDryRunner(Protocol):
+    """Dry-runs manifest objects against one Kubernetes API, or checks them client-side and says so."""
+
+    header: dict[str, Any]  # the report's `dryRun` header: kubeconfig, source, server, mode, reason, note
+
+    @classmethod
+    def open(cls, kubeconfig: Path | None, source: str, creating: frozenset[str],
+             say: Callable[[str], None]) -> Self:
+        """`source` says where `kubeconfig` came from; `creating` names the namespaces the validated
+        manifests create (an object in one of them is not a missing-namespace failure)."""
+        ...
+
+    def run(self, obj: Any) -> dict[str, str]:
+        """One object's outcome: `object`, `outcome` (`rejected` is a finding), `message`."""
+        ...
+
+    def close(self) -> None: ...

@@ -21,7 +21,7 @@ import re
 import subprocess
 import tarfile
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
@@ -155,7 +155,8 @@ def sandbox_context() -> tuple[bytes, str]:
 
 @attrs.define
 class DbGuardSandbox:
-    """D5's runner: the operator's Docker engine (never config.json's), connected on first use, once.
+    """D5's runner (the `db-guard` capability, `engine.provider_api.DbGuardRunner`): the operator's
+    Docker engine (never config.json's), connected on first use, once.
 
     `docker_host` None means the standard docker environment (DOCKER_HOST, else the local socket).
     `skip` is the operator's explicit `--skip-db-guard`.
@@ -175,12 +176,17 @@ class DbGuardSandbox:
         env = os.environ.get("DOCKER_HOST")
         return f"DOCKER_HOST={env}" if env else f"{DEFAULT_ENGINE} (default)"
 
+    @classmethod
+    def open(cls, docker_host: str | None, skip: bool) -> DbGuardSandbox:
+        """Nothing connects yet: the engine is reached when a manifest's guard first runs."""
+        return cls(docker_host=docker_host, skip=skip)
+
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
             self._client = None
 
-    def run(self, path: str, objects: tuple[K8sObject, ...]) -> tuple[dict[str, Any], list[Diagnostic]]:
+    def run(self, path: str, objects: Sequence[K8sObject]) -> tuple[dict[str, Any], list[Diagnostic]]:
         """D5 for one manifest: the guard in the sandbox, the dev URL must pass, production-looking ones fail."""
         def finding(summary: str) -> Diagnostic:
             return Diagnostic(Severity.ERROR, "D5", summary, address=address(path, DB_GUARD[0]))

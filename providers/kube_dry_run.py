@@ -1,6 +1,7 @@
-"""`udeploy validate --kubectl-dry-run`: send each manifest object to the configured Kubernetes
-API with dryRun=All, after proving the server honours dry-run (it stores nothing); otherwise decode
-the objects client-side with the official models, and say so."""
+"""`udeploy validate --kubectl-dry-run` (the `kube-dry-run` capability, `engine.provider_api.ManifestDryRunner`):
+send each manifest object to the configured Kubernetes API with dryRun=All, after proving the server
+honours dry-run (it stores nothing); otherwise decode the objects client-side with the official
+models, and say so."""
 
 from __future__ import annotations
 
@@ -46,16 +47,17 @@ class DryRunner:
 
     header: dict[str, Any]
     api: Any = None  # kubernetes ApiClient in server mode, None in structural mode
-    creating: set[str] = attrs.field(factory=set)  # namespaces the validated manifests create
+    creating: frozenset[str] = frozenset()  # namespaces the validated manifests create
 
     @classmethod
-    def open(cls, kubeconfig: Path | None, source: str, say: Callable[[str], None] = lambda _: None) -> DryRunner:
+    def open(cls, kubeconfig: Path | None, source: str, creating: frozenset[str] = frozenset(),
+             say: Callable[[str], None] = lambda _: None) -> DryRunner:
         header: dict[str, Any] = {"kubeconfig": str(kubeconfig) if kubeconfig else None, "source": source,
                                   "server": None}
 
         def structural(reason: str, note: str) -> DryRunner:
             say(f"dry-run: {note}; checking structure client-side")
-            return cls({**header, "mode": "structural", "reason": reason, "note": note})
+            return cls({**header, "mode": "structural", "reason": reason, "note": note}, creating=creating)
 
         if kubeconfig is None or not kubeconfig.is_file():
             return structural("kubeconfig-missing", f"no kubeconfig at {kubeconfig}" if kubeconfig
@@ -69,7 +71,7 @@ class DryRunner:
         if reason is None:
             say(f"dry-run: {header['server']} honours dryRun=All")
             return cls({**header, "mode": "server", "reason": None,
-                        "note": "every object sent with dryRun=All; the server stored nothing"}, api)
+                        "note": "every object sent with dryRun=All; the server stored nothing"}, api, creating)
         api.close()
         return structural(reason, note)
 

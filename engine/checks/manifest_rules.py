@@ -5,8 +5,8 @@ Pure: every rule reads `K8sObject`s and returns `Diagnostic`s whose `code` is th
 a file is data: a `RULE_SETS` entry applies when the file holds one of its objects (by kind and
 name, or by the service-id label in the dev namespace), whatever the file is called; D2 applies to
 any dev manifest and K8S-SCHEMA/E2 to all. A file no rule set claims gets a warning saying only
-the generic rules ran. D5 (running the db guard) is not pure; its data lives here, its runner in
-`engine.cli_validate`.
+the generic rules ran. D5 (running the db guard) is not pure; its data lives here; `engine.checks.validate`
+runs it through the `db-guard` capability.
 
 Manifests are pull-request content: every rule copes with any JSON shape where the Kubernetes
 schema expects another (`ports: 5`, a list for a name), and kind/apiVersion are checked against

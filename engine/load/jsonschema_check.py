@@ -9,6 +9,7 @@ from importlib import resources
 from typing import Any
 
 import jsonschema
+from jsonschema.exceptions import best_match
 
 from udeploy.engine.errors import InputTooLarge, ManifestInvalid, UdeployError
 from udeploy.engine.load.input_files import MAX_MANIFEST_BYTES
@@ -80,8 +81,11 @@ def _require_utf8(text: str, source: str, path: str, error: type[UdeployError]) 
 
 
 def check(doc: Any, schema: str, source: str) -> None:
-    """Raise `ManifestInvalid` listing every violation, the first one's path as the error path."""
-    errors = sorted(validator(schema).iter_errors(doc), key=lambda e: list(e.absolute_path))
+    """Raise `ManifestInvalid` listing every violation, the first one's path as the error path.
+
+    A `oneOf`/`anyOf` violation is reported as its most relevant branch's when one stands out
+    (jsonschema's `best_match`), so the path names the field at fault, not the union holding it."""
+    errors = sorted((best_match([e]) for e in validator(schema).iter_errors(doc)), key=lambda e: list(e.absolute_path))
     if not errors:
         return
     details = [{"path": f"{source}#{e.json_path}", "message": e.message} for e in errors[:20]]

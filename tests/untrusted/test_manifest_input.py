@@ -271,10 +271,10 @@ HOSTILE_CONFIGS: dict[str, tuple[Callable[[dict[str, Any]], None], str]] = {
     "prerequisites-is-a-string": (lambda c: c["environments"]["dev"].update(prerequisites="x"),
                                   "$.environments.dev.prerequisites"),
     "prerequisite-is-a-list": (lambda c: c["environments"]["dev"]["prerequisites"].update({"dev-foundation": [1]}),
-                               "$.environments.dev.prerequisites.dev-foundation"),
+                               "$.environments.dev.prerequisites['dev-foundation']"),
     "prerequisite-manifest-is-a-number": (
         lambda c: c["environments"]["dev"]["prerequisites"]["dev-foundation"].update(manifest=5),
-        "$.environments.dev.prerequisites.dev-foundation.manifest"),
+        "$.environments.dev.prerequisites['dev-foundation'].manifest"),
     "microservices-is-a-dict": (lambda c: c.update(microservices={"a": 1}), "$.microservices"),
     "microservice-is-a-string": (lambda c: c["microservices"].__setitem__(0, "x"), SERVICE),
     "service-environments-is-a-list": (lambda c: c["microservices"][0].update(environments=[1]),
@@ -306,7 +306,7 @@ def test_issue_9_hostile_config_json_is_manifest_invalid_naming_the_json_path(re
 @pytest.mark.parametrize("hosts", [[], "x", {"h": "x"}, {"h": {"provider": "k3s-native", "kubeconfig": [1]}},
                                    {"h": {"provider": ["k3s-native"], "kubeconfig": "k"}}])
 def test_issue_9_E2_hostile_hosts_give_no_kubeconfig(hosts: Any) -> None:
-    from udeploy.engine.cli.validate import kubeconfig_for
+    from udeploy.engine.checks.validate import kubeconfig_for
 
     assert kubeconfig_for({"hosts": hosts}, None) == (None, "none")
     assert kubeconfig_for(["not", "an", "object"], None) == (None, "none")
