@@ -182,7 +182,8 @@ def _tweak(docs: list[Any], tweak: Any, ex: Path) -> None:
         if isinstance(target["spec"], dict):
             target["spec"]["ports"] = value
     elif field == "db-guard":
-        cm = next((o for o in objects if (o.get("metadata") or {}).get("name") == "unidesk-dev-db-guard"), None)
+        cm = next((o for o in objects if isinstance(o.get("metadata"), dict)
+                   and o["metadata"].get("name") == "unidesk-dev-db-guard"), None)
         if cm is not None and isinstance(cm.get("data"), dict):
             cm["data"]["db-guard.sh"] = value
 
