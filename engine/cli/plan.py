@@ -12,8 +12,7 @@ from typing import Annotated
 
 import typer
 
-from udeploy.engine import __version__
-from udeploy.engine.checks.runtime_checks import run_checks
+from udeploy.engine.checks.live import check_live
 from udeploy.engine.cli.common import (
     CommitOpt,
     EnvOpt,
@@ -32,13 +31,12 @@ from udeploy.engine.cli.common import (
     progress,
 )
 from udeploy.engine.errors import ExitCode, UsageError
-from udeploy.engine.load.desired import DesiredState, Request
+from udeploy.engine.load.desired import Request
 from udeploy.engine.load.input_files import check_writable_target
 from udeploy.engine.load.source import DEFAULT_REF
 from udeploy.engine.plan import render
 from udeploy.engine.plan.guardrails import REGISTRY
-from udeploy.engine.plan.model import Action, Plan, ServiceChange
-from udeploy.engine.plan.observe import ProviderPool
+from udeploy.engine.plan.model import Plan
 from udeploy.engine.plan.planfile import read_plan, to_document, write_plan
 from udeploy.engine.plan.planner import PlanOptions, make_plan
 from udeploy.engine.plan.render import GITHUB_COMMENT_LIMIT
@@ -97,36 +95,11 @@ def check(
 
     def run() -> int:
         request = Request(env=env, file=file, services=tuple(service or ()), checkout=repo, ref=ref)
-        pool_holder: list[ProviderPool] = []
-
-        def pool_for(state: DesiredState) -> ProviderPool:
-            pool_holder.append(ProviderPool(state.catalog))
-            return pool_holder[-1]
-
-        try:
-            planned = make_plan(request, PlanOptions(refresh=True, parallelism=parallelism), pool_for=pool_for)
-            checks = run_checks(planned.state, pool_holder[-1])
-        finally:
-            for pool in pool_holder:
-                pool.close()
-        p = planned.plan
-        # What runs differs from what deploy.json asks, whatever policy lets udeploy do about it.
-        differ = [s.id for s in p.services if s.action is not Action.UNSUPPORTED and not _live_matches(s)]
-        failing = [c for c in checks if not c.get("ok")]
-        emit({"udeployVersion": __version__, "manifest": dict(p.manifest), "environment": p.environment,
-              "inSync": not differ, "differ": differ, "checksPassed": not failing, "checks": checks,
-              "services": [{"id": s.id, "action": s.action.value, "desiredCommit": s.resolved_commit,
-                            "live": s.live, "drift": s.drift, "reason": s.reason} for s in p.services]})
-        return int(ExitCode.CHANGES) if differ or failing else int(ExitCode.OK)
+        doc = check_live(request, parallelism)
+        emit(doc)
+        return int(ExitCode.OK) if doc["inSync"] and doc["checksPassed"] else int(ExitCode.CHANGES)
 
     guarded(run)
-
-
-def _live_matches(s: ServiceChange) -> bool:
-    live = s.live or {}
-    health = live.get("health") or {}
-    return (live.get("presence") == "running" and live.get("commit") == s.resolved_commit
-            and health.get("deployCommit") in (None, s.resolved_commit))
 
 
 PlanArg = Annotated[Path, typer.Argument(help="A plan file written by `udeploy plan -out`.")]

@@ -11,15 +11,18 @@ import attrs
 
 from udeploy.engine.load.catalog import LiveApplyMode, SourceKind
 from udeploy.engine.load.desired import DesiredService
-from udeploy.engine.plan.model import Action
+from udeploy.engine.plan.model import Action, Blocked, BlockedReason
 from udeploy.engine.provider_api import ArtifactState, Presence, RuntimeState
+
+# The live-apply modes whose reason is a `BlockedReason` (the item keeps dryRunOnly/blockedReason, O3).
+GATING_MODES = frozenset({LiveApplyMode.BLOCKED, LiveApplyMode.PLAN_ONLY, LiveApplyMode.SUPERVISOR_GATED})
 
 
 @attrs.frozen
 class Decision:
     action: Action
     reason: str
-    blocked_reason: str | None = None
+    blocked: Blocked | None = None
     drift: str | None = None
 
 
@@ -60,30 +63,31 @@ def decide(d: DesiredService, path: str, *, runtime: RuntimeState | None, artifa
            secrets_present: bool | None, forced: bool, upstream: UpstreamCheck | None = None) -> Decision:
     ms, env = d.microservice, d.environment
     if path == "unsupported":
-        return Decision(Action.UNSUPPORTED, _unsupported_reason(d))
+        return Decision(Action.UNSUPPORTED, _unsupported_reason(d), blocked=_policy_block(d))
     if env is None:
         return _decide_local(d, runtime, forced)
     live_mode = env.live_apply.mode
     would = compare_live(d, runtime, forced=forced)
     if live_mode is LiveApplyMode.BLOCKED:
         return Decision(Action.BLOCKED, f"{env.live_apply.reason}; would {would.action.value}: {would.reason}",
-                        blocked_reason=env.live_apply.reason, drift=would.drift)
+                        blocked=_policy_block(d), drift=would.drift)
     if live_mode in (LiveApplyMode.PLAN_ONLY, LiveApplyMode.SUPERVISOR_GATED):
         return Decision(Action.GATED, f"{env.live_apply.reason}; would {would.action.value}: {would.reason}",
-                        blocked_reason=env.live_apply.reason, drift=would.drift)
+                        blocked=_policy_block(d), drift=would.drift)
     if ms.source_kind is SourceKind.UPSTREAM_IMAGE:
         stop = _upstream_stop(upstream)
         if stop is not None:
             return stop
     if artifact is not None and not artifact.reachable:
-        return Decision(Action.BLOCKED, f"registry unreachable: {artifact.error}", blocked_reason="infra-blocked")
+        return Decision(Action.BLOCKED, f"registry unreachable: {artifact.error}",
+                        blocked=Blocked(BlockedReason.INFRA_BLOCKED))
     if artifact is not None and not artifact.exists:
         return Decision(Action.BLOCKED, f"artifact {artifact.image} does not exist; publish it first "
                         f"(udeploy artifact publish --service {d.id} --commit {d.resolved_commit})",
-                        blocked_reason="artifact-missing")
+                        blocked=Blocked(BlockedReason.ARTIFACT_MISSING))
     if secrets_present is False and would.action is Action.DEPLOY:
         return Decision(Action.GATED, "runtime secrets missing from the secret source (P7)",
-                        blocked_reason="runtime-secrets-missing", drift=would.drift)
+                        blocked=Blocked(BlockedReason.RUNTIME_SECRETS_MISSING), drift=would.drift)
     return would
 
 
@@ -100,14 +104,24 @@ class UpstreamCheck:
 def _upstream_stop(u: UpstreamCheck | None) -> Decision | None:
     if u is None or u.pin is None:
         return Decision(Action.BLOCKED, "upstream image: a digest pin is required before rollout (P10)",
-                        blocked_reason="digest-pin-required")
+                        blocked=Blocked(BlockedReason.DIGEST_PIN_REQUIRED))
     if u.mirrored is None or u.mirrored:
         return None  # not refreshed, or the verified mirror holds the pinned digest: pull-only by digest
     if u.upstream_reachable is False:
         return Decision(Action.BLOCKED, "the upstream registry is unreachable, so the pinned digest cannot be "
-                        "verified or mirrored (P10)", blocked_reason="pending-network-verification")
+                        "verified or mirrored (P10)", blocked=Blocked(BlockedReason.PENDING_NETWORK_VERIFICATION))
     return Decision(Action.BLOCKED, f"the pinned digest is not mirrored yet: run `udeploy artifact mirror --artifact "
-                    f"{u.artifact_id}` (verifies the digest upstream first)", blocked_reason="mirror-missing")
+                    f"{u.artifact_id}` (verifies the digest upstream first)",
+                    blocked=Blocked(BlockedReason.MIRROR_MISSING))
+
+
+def _policy_block(d: DesiredService) -> Blocked | None:
+    """The reviewed policy's reason when the environment gates live apply (config.json liveApply.reason,
+    which the config schema pins to `BlockedReason` values for these modes)."""
+    live = d.environment.live_apply if d.environment else None
+    if live is None or live.mode not in GATING_MODES or live.reason is None:
+        return None
+    return Blocked(BlockedReason(live.reason))
 
 
 def _unsupported_reason(d: DesiredService) -> str:
@@ -128,12 +142,12 @@ def _decide_local(d: DesiredService, runtime: RuntimeState | None, forced: bool)
     ms = d.microservice
     if ms.local_mode.get("blockedReason"):
         return Decision(Action.BLOCKED, "k3s-managed workloads are blocked from maintenance-channel direct "
-                        "deploy (P5)", blocked_reason=str(ms.local_mode["blockedReason"]))
+                        "deploy (P5)", blocked=Blocked(BlockedReason(ms.local_mode["blockedReason"])))
     if ms.reviewed_artifact_consumer:
         return Decision(Action.BLOCKED, f"reviewed pull-only artifact consumer: use `udeploy apply --env prod "
                         f"--service {ms.id} --commit <full-sha>` (P4)",
-                        blocked_reason="reviewed-artifact-consumer")
+                        blocked=Blocked(BlockedReason.REVIEWED_ARTIFACT_CONSUMER))
     if ms.local_mode.get("executor") != "target-side-build":
         return Decision(Action.BLOCKED, f"deployment.mode={ms.deployment_mode} on {ms.deployment_host} is a "
-                        "disabled executor (P11)", blocked_reason="disabled-executor")
+                        "disabled executor (P11)", blocked=Blocked(BlockedReason.DISABLED_EXECUTOR))
     return compare_live(d, runtime, forced=forced)

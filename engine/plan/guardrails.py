@@ -112,9 +112,13 @@ def _unsupported_shape(ctx: GuardContext) -> Iterable[Diagnostic]:
            "blockedReason.")
 def _blocked_shape(ctx: GuardContext) -> Iterable[Diagnostic]:
     for s in ctx.plan.services:
-        if s.action in (Action.BLOCKED, Action.GATED) and not s.item.get("blockedReason") \
-                and s.item.get("liveApply", {}).get("mode") in ("blocked", "plan-only", "supervisor-gated"):
+        if s.action not in (Action.BLOCKED, Action.GATED):
+            continue
+        if s.blocked is None:  # the plan model refuses this; the check stays for the record (O3)
             yield _finding("blocked-without-reason", f"{s.id} is {s.action.value} without blockedReason", s.id)
+        elif s.item.get("liveApply", {}).get("mode") in ("blocked", "plan-only", "supervisor-gated") \
+                and not isinstance(s.item.get("dryRunOnly"), bool):
+            yield _finding("blocked-without-dry-run-only", f"{s.id} is {s.action.value} without dryRunOnly", s.id)
 
 
 SECRET_KEY = re.compile(r"(SECRET|TOKEN|PASSWORD|CLIENT_ID|PRIVATE_KEY)", re.I)

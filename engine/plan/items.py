@@ -82,8 +82,7 @@ def build_item(d: DesiredService, catalog: Catalog, settings: EnvironmentSetting
     if env and env.excluded_targets:
         item["excludedTargets"] = list(env.excluded_targets)
     if live and live.mode in (LiveApplyMode.BLOCKED, LiveApplyMode.PLAN_ONLY, LiveApplyMode.SUPERVISOR_GATED):
-        item["blockedReason"] = live.reason
-        item["dryRunOnly"] = dry_run_only
+        item["dryRunOnly"] = dry_run_only  # blockedReason beside it is the typed `ServiceChange.blocked`
     return item
 
 

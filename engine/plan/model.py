@@ -7,6 +7,7 @@ people; apply never branches on it, only on `action`, node `kind` and node `para
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,14 +16,95 @@ import attrs
 from udeploy.engine.errors import Diagnostic
 
 FORMAT_VERSION = 1
+GUARDRAIL_PREFIX = "guardrail:"  # the text of a guardrail demotion: "guardrail:E2,P7"
 
 
 class Action(enum.Enum):
     NOOP = "noop"
     DEPLOY = "deploy"
     UNSUPPORTED = "unsupported"
-    BLOCKED = "blocked"  # policy or a missing precondition stops it (blockedReason says which)
+    BLOCKED = "blocked"  # policy or a missing precondition stops it (`Blocked` says which)
     GATED = "gated"  # allowed only with a supervisor, or plan/dry-run only
+
+
+class BlockedReason(enum.Enum):
+    """Why a service is blocked or gated: every value the engine writes or config.json may set."""
+
+    # config.json environments.<env>.liveApply.reason (modes blocked, plan-only, supervisor-gated)
+    RUNTIME_VERIFICATION_BLOCKED = "runtime-verification-blocked"
+    SUPERVISOR_GATED = "supervisor-gated"
+    SUPERVISOR_ONLY_PRODUCTION_APPLY = "supervisor-only-production-apply"
+    # config.json microservices[].localMode.blockedReason
+    MAINTENANCE_CHANNEL_DIRECT_DEPLOY_BLOCKED = "maintenance-channel-direct-deploy-blocked"
+    # the diff's own refusals and missing preconditions
+    REVIEWED_ARTIFACT_CONSUMER = "reviewed-artifact-consumer"
+    DISABLED_EXECUTOR = "disabled-executor"
+    ARTIFACT_MISSING = "artifact-missing"
+    RUNTIME_SECRETS_MISSING = "runtime-secrets-missing"
+    DIGEST_PIN_REQUIRED = "digest-pin-required"
+    PENDING_NETWORK_VERIFICATION = "pending-network-verification"
+    MIRROR_MISSING = "mirror-missing"
+    INFRA_BLOCKED = "infra-blocked"  # a provider or the registry could not be reached: an outage
+    GUARDRAIL = "guardrail"  # a failing guardrail demoted a deploy: the rule is the guardrail's ID
+
+
+# The requirement each reason enforces: the rule a refusal of that service names. One entry per
+# reason and no default; GUARDRAIL is absent on purpose, its rule is the failing guardrail's own ID.
+RULE_OF_REASON: Mapping[BlockedReason, str] = {
+    BlockedReason.RUNTIME_VERIFICATION_BLOCKED: "P6",
+    BlockedReason.SUPERVISOR_GATED: "P2",
+    BlockedReason.SUPERVISOR_ONLY_PRODUCTION_APPLY: "P2",
+    BlockedReason.MAINTENANCE_CHANNEL_DIRECT_DEPLOY_BLOCKED: "P5",
+    BlockedReason.REVIEWED_ARTIFACT_CONSUMER: "P4",
+    BlockedReason.DISABLED_EXECUTOR: "P11",
+    BlockedReason.ARTIFACT_MISSING: "P3",
+    BlockedReason.RUNTIME_SECRETS_MISSING: "P7",
+    BlockedReason.DIGEST_PIN_REQUIRED: "P10",
+    BlockedReason.PENDING_NETWORK_VERIFICATION: "P10",
+    BlockedReason.MIRROR_MISSING: "P10",
+    BlockedReason.INFRA_BLOCKED: "S1",
+}
+# Reasons that are an outage, not policy: refusing them is an error (exit 1), not a policy refusal.
+OUTAGES = frozenset({BlockedReason.INFRA_BLOCKED})
+GUARDRAIL_ID = re.compile(r"[A-Z][0-9]{1,3}")
+
+
+def _guardrail_ids(b: Blocked, _: attrs.Attribute[tuple[str, ...]], ids: tuple[str, ...]) -> None:
+    if (b.reason is BlockedReason.GUARDRAIL) != bool(ids):
+        raise ValueError(f"{b.reason.value}: guardrail IDs go with the guardrail reason, and only with it")
+    for gid in ids:
+        if not GUARDRAIL_ID.fullmatch(gid):
+            raise ValueError(f"{gid!r} is not a guardrail ID")
+
+
+@attrs.frozen
+class Blocked:
+    """A blocked or gated service's reason, and the requirement that stops it."""
+
+    reason: BlockedReason
+    guardrails: tuple[str, ...] = attrs.field(default=(), validator=_guardrail_ids)  # GUARDRAIL: failing IDs
+
+    @property
+    def rule(self) -> str:
+        """The requirement ID a refusal names: the first failing guardrail's, or the reason's (K4)."""
+        return self.guardrails[0] if self.reason is BlockedReason.GUARDRAIL else RULE_OF_REASON[self.reason]
+
+    @property
+    def outage(self) -> bool:
+        return self.reason in OUTAGES
+
+    def __str__(self) -> str:
+        """The reason as the plan item's `blockedReason` shows it: `guardrail:E2,P7` or the value."""
+        if self.reason is BlockedReason.GUARDRAIL:
+            return GUARDRAIL_PREFIX + ",".join(self.guardrails)
+        return str(self.reason.value)
+
+    @classmethod
+    def parse(cls, text: str) -> Blocked:
+        """The inverse of `str()`; ValueError for a reason this udeploy does not know."""
+        if text.startswith(GUARDRAIL_PREFIX):
+            return cls(BlockedReason.GUARDRAIL, tuple(text[len(GUARDRAIL_PREFIX):].split(",")))
+        return cls(BlockedReason(text))
 
 
 class StepKind(enum.Enum):
@@ -63,6 +145,14 @@ class ServiceChange:
     item: Mapping[str, Any]  # the environment plan item fields (O3), already JSON-shaped
     live: Mapping[str, Any] | None = None  # observed summary; None when not refreshed
     drift: str | None = None  # live state changed outside udeploy, and how
+    # Why policy or a missing precondition stops it (the item's `blockedReason`); a one-step apply
+    # that asks for this service is refused under `blocked.rule`.
+    blocked: Blocked | None = attrs.field(default=None)
+
+    @blocked.validator
+    def _stopped_says_why(self, _: attrs.Attribute[Blocked | None], blocked: Blocked | None) -> None:
+        if blocked is None and self.action in (Action.BLOCKED, Action.GATED):
+            raise ValueError(f"{self.id} is {self.action.value} without a blocked reason (O2, O3)")
 
 
 @attrs.frozen

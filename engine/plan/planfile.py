@@ -20,9 +20,9 @@ from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, overrid
 from udeploy.engine.errors import Diagnostic, ExitCode, InputTooLarge, ManifestInvalid, UdeployError
 from udeploy.engine.load.input_files import MAX_PLAN_BYTES, read_input, shown
 from udeploy.engine.load.jsonschema_check import check, parse_json
-from udeploy.engine.plan.model import FORMAT_VERSION, Action, GuardrailResult, Node, Plan, ServiceChange
+from udeploy.engine.plan.model import FORMAT_VERSION, Action, Blocked, GuardrailResult, Node, Plan, ServiceChange
 
-SERVICE_KEYS = ("id", "action", "reason", "requestedCommit", "resolvedCommit", "live", "drift")
+SERVICE_KEYS = ("id", "action", "reason", "requestedCommit", "resolvedCommit", "live", "drift", "blockedReason")
 
 
 class PlanRefused(UdeployError):
@@ -56,16 +56,23 @@ def make_converter() -> cattrs.Converter:
         conv.register_unstructure_hook(cls, make_dict_unstructure_fn(cls, conv, **names))
         conv.register_structure_hook(cls, make_dict_structure_fn(cls, conv, **names))
 
+    conv.register_unstructure_hook(Blocked, str)
+    conv.register_structure_hook(Blocked, lambda text, _: Blocked.parse(text))
+
     def unstructure_service(s: ServiceChange) -> dict[str, Any]:
-        # The O3 item fields sit beside id/action/reason, as the spec shows them.
+        # The O3 item fields sit beside id/action/reason, as the spec shows them; `blockedReason` among
+        # them is the typed `blocked`, written as its text ("runtime-verification-blocked", "guardrail:E2").
+        item = {k: v for k, v in s.item.items() if k not in SERVICE_KEYS}
+        blocked = {"blockedReason": conv.unstructure(s.blocked)} if s.blocked is not None else {}
         return {"id": s.id, "action": s.action.value, "reason": s.reason, "requestedCommit": s.requested_commit,
-                "resolvedCommit": s.resolved_commit, **s.item, "live": s.live, "drift": s.drift}
+                "resolvedCommit": s.resolved_commit, **item, **blocked, "live": s.live, "drift": s.drift}
 
     def structure_service(doc: dict[str, Any], _: type) -> ServiceChange:
         return ServiceChange(id=doc["id"], action=Action(doc["action"]), reason=doc["reason"],
                              requested_commit=doc["requestedCommit"], resolved_commit=doc["resolvedCommit"],
                              item={k: v for k, v in doc.items() if k not in SERVICE_KEYS},
-                             live=doc.get("live"), drift=doc.get("drift"))
+                             live=doc.get("live"), drift=doc.get("drift"),
+                             blocked=conv.structure(doc["blockedReason"], Blocked) if "blockedReason" in doc else None)
 
     conv.register_unstructure_hook(ServiceChange, unstructure_service)
     conv.register_structure_hook(ServiceChange, structure_service)

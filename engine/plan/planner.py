@@ -16,7 +16,7 @@ from udeploy.engine.load.upstream import for_service
 from udeploy.engine.plan.diff import Decision, UpstreamCheck, decide
 from udeploy.engine.plan.guardrails import GuardContext, failing_services, run_all
 from udeploy.engine.plan.items import build_item, deployment_path
-from udeploy.engine.plan.model import FORMAT_VERSION, Action, Node, Plan, ServiceChange
+from udeploy.engine.plan.model import FORMAT_VERSION, Action, Blocked, BlockedReason, Node, Plan, ServiceChange
 from udeploy.engine.plan.observe import Observations, ProviderPool, observe
 from udeploy.engine.plan.report import environment_json, manifest_json
 from udeploy.engine.plan.steps import Observed, build_graph, prerequisite_node, service_nodes
@@ -102,18 +102,16 @@ def _assemble(state: DesiredState, changes: list[tuple[DesiredService, Decision,
     services: list[ServiceChange] = []
     chains: dict[str, list[Node]] = {}
     for d, decision, item in changes:
-        action, reason = decision.action, decision.reason
+        action, reason, blocked = decision.action, decision.reason, decision.blocked
         if d.id in demoted and action is Action.DEPLOY:
             action = Action.BLOCKED
             reason = f"guardrail {', '.join(demoted[d.id])} failed"
-            item = {**item, "blockedReason": f"guardrail:{','.join(demoted[d.id])}"}
-        elif decision.blocked_reason and "blockedReason" not in item:
-            item = {**item, "blockedReason": decision.blocked_reason}
+            blocked = Blocked(BlockedReason.GUARDRAIL, tuple(demoted[d.id]))
         runtime = obs.runtime.get(d.id)
         services.append(ServiceChange(
             id=d.id, action=action, reason=reason, requested_commit=d.requested_commit,
             resolved_commit=d.resolved_commit, item=item, live=_live(runtime) if options.refresh else None,
-            drift=decision.drift))
+            drift=decision.drift, blocked=blocked))
         if action is Action.DEPLOY:
             artifact = obs.artifacts.get(d.id)
             chains[d.id] = service_nodes(d, state.catalog, state.source, Observed(

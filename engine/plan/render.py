@@ -115,7 +115,7 @@ def md_code(value: Any) -> str:
 def _md_row(s: ServiceChange, cap: int) -> str:
     consumer = s.item.get("artifactConsumer")
     kind = consumer.get("consumerKind", "") if isinstance(consumer, Mapping) else ""
-    blocked = s.item.get("blockedReason") or ""
+    blocked = str(s.blocked) if s.blocked else ""
     cells = [md_code(clip(s.id, cap)), f"**{s.action.value}**", md_code(s.resolved_commit[:12]),
              md_text(clip(str(kind), cap)), md_text(clip(str(blocked), cap)), md_text(clip(s.reason, cap))]
     return "| " + " | ".join(cells) + " |"

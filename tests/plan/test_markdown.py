@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from udeploy.engine.cli import app
-from udeploy.engine.plan.model import Action, Plan, ServiceChange
+from udeploy.engine.plan.model import Action, Blocked, BlockedReason, Plan, ServiceChange
 from udeploy.engine.plan.planfile import write_plan
 from udeploy.engine.plan.render import summary_line, to_markdown_parts
 
@@ -26,12 +26,16 @@ ITEM = {"deploymentPath": "artifact-consumer",
         "target": {"deployCommandShape": "x"}, "validation": {}, "liveApply": {"allowed": True}}
 
 
+def stopped(action: Action) -> Blocked | None:
+    return Blocked(BlockedReason.SUPERVISOR_GATED) if action in (Action.BLOCKED, Action.GATED) else None
+
+
 def plan_of(n: int) -> Plan:
     actions = list(Action)
     services = tuple(ServiceChange(
         id=f"svc-{i:04d}", action=actions[i % len(actions)], reason=f"reason {i} | with a pipe " + "x" * (i % 90),
         requested_commit=SHA[:7], resolved_commit=SHA,
-        item=ITEM) for i in range(n))
+        item=ITEM, blocked=stopped(actions[i % len(actions)])) for i in range(n))
     return Plan(format_version=1, udeploy_version="t", created_at="t", mode="env",
                 environment={"name": "dev", "namespace": "unidesk-dev"},
                 manifest={"mode": "env", "ref": "origin/master", "commit": SHA, "deployBlob": SHA},

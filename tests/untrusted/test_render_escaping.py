@@ -22,7 +22,16 @@ from typer.testing import CliRunner
 
 from udeploy.engine.cli import app
 from udeploy.engine.errors import Diagnostic, Severity
-from udeploy.engine.plan.model import Action, GuardrailResult, Node, Plan, ServiceChange, StepKind
+from udeploy.engine.plan.model import (
+    Action,
+    Blocked,
+    BlockedReason,
+    GuardrailResult,
+    Node,
+    Plan,
+    ServiceChange,
+    StepKind,
+)
 from udeploy.engine.plan.planfile import canonical, to_document, write_plan
 from udeploy.engine.plan.render import printable, to_markdown_parts
 
@@ -50,15 +59,20 @@ HOSTILE = [
 ]
 
 
+def _stopped(action: Action) -> Blocked | None:
+    return Blocked(BlockedReason.GUARDRAIL, ("E2", "P7")) if action in (Action.BLOCKED, Action.GATED) else None
+
+
 def hostile_plan(strings: list[str] = HOSTILE) -> Plan:
     """A plan whose every free-form string is hostile: node ids (chained by edges), providers, hosts,
-    service ids, reasons, blocked reasons, drift, the manifest ref and the guardrail findings."""
+    service ids, reasons, drift, the manifest ref and the guardrail findings (a blocked reason is a
+    `BlockedReason`, never free text)."""
     nodes = tuple(Node(id=s, kind=StepKind.STAMP, provider=f"prov {s}", host=f"host {s}", service=s)
                   for s in strings)
     edges = tuple((a, b) for a, b in zip(strings, strings[1:], strict=False))
     services = tuple(ServiceChange(id=s, action=list(Action)[i % len(Action)], reason=f"reason {s}",
                                    requested_commit=SHA[:7], resolved_commit=SHA,
-                                   item={**ITEM, "blockedReason": f"blocked {s}"}, drift=f"drift {s}")
+                                   item=ITEM, drift=f"drift {s}", blocked=_stopped(list(Action)[i % len(Action)]))
                      for i, s in enumerate(strings))
     findings = tuple(Diagnostic(Severity.ERROR, "x", f"finding {s}") for s in strings)
     return Plan(format_version=1, udeploy_version="t", created_at="t", mode="env",
