@@ -1,4 +1,8 @@
 """Apply: re-check that a saved plan can still be trusted (digest, lock, manifest ref, observed
 fingerprints, guardrails), walk its DAG through the providers, and keep the job records, the
 environment lock and the resume records under the state directory.
+
+`start` is `udeploy apply` as one call (a saved plan, or plan-then-apply in one step); `refusal`
+turns what policy stops into a refusal naming its rule; `detach` runs an apply in a child process;
+`run` is the trust checks and the walk; `jobs`, `job_status` and `lock` are the state it keeps.
 """
