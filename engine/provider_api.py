@@ -14,7 +14,7 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from importlib.metadata import entry_points
 from pathlib import Path
-from typing import Any, ClassVar, Protocol, Self, runtime_checkable
+from typing import Any, ClassVar, Protocol, Self, TypeVar, runtime_checkable
 
 import attrs
 
@@ -151,9 +151,20 @@ class Provider(StepExecutor, Protocol):
 
 @runtime_checkable
 class ArtifactReader(Protocol):
-    """Reads an artifact from an OCI registry (digest and config labels, never layers)."""
+    """Reads OCI registries: digests and config labels, never layers. An image reference that names
+    its registry (`host:port/repo:tag`) is read there; otherwise the provider's own registry."""
 
-    def artifact(self, image: str) -> ArtifactState: ...
+    def artifact(self, image: str, *, refresh: bool = False) -> ArtifactState:
+        """Digest and config labels; `refresh` skips what this reader already read."""
+        ...
+
+    def head(self, image: str) -> ArtifactState:
+        """Existence and manifest digest only (no labels): the cheapest read."""
+        ...
+
+    def health(self, registry: str | None = None) -> bool:
+        """Whether `registry` (default: the provider's own) answers the distribution API."""
+        ...
 
 
 @runtime_checkable
@@ -174,6 +185,74 @@ class RuntimeChecks(Protocol):
                                ) -> dict[str, Any]: ...
 
 
+@attrs.frozen
+class SourceFile:
+    """A file read from a remote's git objects, with the evidence of where it came from."""
+
+    path: str
+    data: bytes
+    blob_sha: str
+    commit: str
+
+
+@runtime_checkable
+class SourceReader(Protocol):
+    """Reads source repositories from their remotes, never a working tree (M5, M7). `url` is a
+    repository URL `engine.load.repo_url` accepted; errors name `path` (or the redacted URL)."""
+
+    def ref_commit(self, url: str, ref: str) -> str:
+        """The commit a remote branch points at; `ref` is `origin/<branch>` or a branch name."""
+        ...
+
+    def resolve(self, url: str, commit: str, *, path: str | None = None) -> str:
+        """The full SHA of a unique short or full commit id in the remote."""
+        ...
+
+    def read(self, url: str, commit: str, path: str) -> SourceFile:
+        """The file at `path` in `commit`."""
+        ...
+
+    def archive(self, url: str, commit: str, prefix: str | None = None) -> bytes:
+        """A tar of the tracked files at `commit` (a `commit:subdir` tree-ish takes one folder)."""
+        ...
+
+
+@attrs.frozen
+class PublishRequest:
+    """One image for CI to build and push (C1): from a tar context, never a working tree."""
+
+    image: str  # <registry>/<prefix>/<service>:<full commit>
+    context: bytes  # tar of the build context (`git archive` of the resolved commit)
+    dockerfile: str  # relative to the context
+    labels: Mapping[str, str]  # the V1 labels stamped on the image
+
+
+@attrs.frozen
+class Published:
+    image: str
+    image_id: str
+    digest: str  # as the push reported it
+
+
+@runtime_checkable
+class ImagePublisher(Protocol):
+    """Builds an image on the CI builder and pushes it. Raises `ProviderUnreachable` when the
+    builder or the registry does not answer, so CI reports `infra-blocked`."""
+
+    def publish(self, request: PublishRequest) -> Published: ...
+
+
+@runtime_checkable
+class ImageMirror(Protocol):
+    """Copies an image by manifest digest between registries (P10), byte for byte."""
+
+    def mirror_image(self, source: str, destination_repository: str, digest: str, *,
+                     tag: str | None = None) -> str:
+        """Copy `source` (`registry/repo@digest`) to `destination_repository` (`registry/repo`);
+        returns the digest written, which equals `digest` or this raises `ProviderUnreachable`."""
+        ...
+
+
 class ProviderCapabilityMissing(UdeployError, TypeError):
     code = "provider-capability-missing"
 
@@ -185,6 +264,46 @@ def provider_class(name: str) -> type[Any]:
             return ep.load()  # type: ignore[no-any-return]
     raise ProviderNotFound(f"no provider named {name!r} is installed (entry-point group udeploy.providers)",
                            path=name)
+
+
+T = TypeVar("T")
+
+
+def build_provider(name: str, host: object | None, catalog: object | None) -> object:
+    """The provider registered as `name`, built for one host (or none) of a catalog (or none)."""
+    return provider_class(name).build(host, catalog)
+
+
+def capable(found: object, capability: type[T], name: str) -> T:
+    """`found` if it has `capability` (checked at run time); else `ProviderCapabilityMissing`.
+
+    mypy cannot take a Protocol as type[T] (python/mypy#4717): callers ignore `type-abstract`."""
+    if not isinstance(found, capability):
+        raise ProviderCapabilityMissing(f"provider {name!r} cannot serve as {capability.__name__}", path=name)
+    return found
+
+
+def source_reader() -> SourceReader:
+    """The `git` provider. It needs no catalog: config.json itself is read through it."""
+    return capable(build_provider("git", None, None), SourceReader, "git")  # type: ignore[type-abstract]
+
+
+def registry_reader(catalog: object) -> ArtifactReader:
+    """The `registry` provider of `catalog` (an `engine.load.catalog.Catalog`), as a reader."""
+    return capable(build_provider("registry", None, catalog), ArtifactReader,  # type: ignore[type-abstract]
+                   "registry")
+
+
+def image_publisher(catalog: object) -> ImagePublisher:
+    """The `registry` provider of `catalog`, publishing through the catalog's CI builder (C1)."""
+    return capable(build_provider("registry", None, catalog), ImagePublisher,  # type: ignore[type-abstract]
+                   "registry")
+
+
+def image_mirror(catalog: object) -> ImageMirror:
+    """The `registry` provider of `catalog`, copying images between registries (P10)."""
+    return capable(build_provider("registry", None, catalog), ImageMirror,  # type: ignore[type-abstract]
+                   "registry")
 
 
 # --- `udeploy validate`'s capabilities: the db guard run (D5) and the Kubernetes dry run ------------

@@ -5,7 +5,7 @@ Every remote is read through a bare mirror in a per-user cache (`$UDEPLOY_CACHE_
 into the operator's checkout, and nothing here reads a working tree: manifests come from git
 objects at a ref, so a dirty or uncommitted file has no effect (M7).
 
-Defence in depth (issue 9): every URL and ref is checked against `engine.repo_url` before any
+Defence in depth (issue 9): every URL and ref is checked against `engine.load.repo_url` before any
 git command, git itself is told which protocols it may use (`GIT_ALLOW_PROTOCOL`, which also
 covers a URL an `insteadOf` rewrote), and GitPython's `allow_unsafe_*` switches are never set.
 """
@@ -19,27 +19,19 @@ import re
 import subprocess
 import threading
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from typing import Any
 
 import attrs
 import git
 
 from udeploy.engine.errors import CommitAmbiguous, CommitNotFound, GitError
-from udeploy.engine.load.repo_url import check_ref, check_repo_url
+from udeploy.engine.load.repo_url import check_ref, check_repo_url, redact_url
+from udeploy.engine.provider_api import SourceFile
 
 FULL_SHA = re.compile(r"^[0-9a-f]{40}$")
 SHORT_SHA = re.compile(r"^[0-9a-f]{7,40}$")
 # Git refuses any other transport, even one a URL rewrite (`insteadOf`) leads to.
 GIT_ENV = {"GIT_ALLOW_PROTOCOL": "https:ssh:file", "GIT_TERMINAL_PROMPT": "0"}
-
-
-def redact_url(url: str) -> str:
-    """The URL without userinfo: a remote like `https://ci-token:SECRET@host/repo` is recorded
-    and printed as `https://host/repo` (P7)."""
-    parts = urlsplit(url)
-    if parts.scheme in ("http", "https") and "@" in parts.netloc:
-        return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
-    return url
 
 
 def default_cache_dir() -> Path:
@@ -49,25 +41,20 @@ def default_cache_dir() -> Path:
     return Path(base) / "udeploy" / "mirrors"
 
 
-@attrs.frozen
-class Blob:
-    """A file read from git objects, with the evidence of where it came from."""
-
-    path: str
-    data: bytes
-    blob_sha: str
-    commit: str
-
-
 @attrs.define
 class GitProvider:
-    """Reads remotes through cached bare mirrors."""
+    """Reads remotes through cached bare mirrors: the engine's `SourceReader`."""
 
     cache_dir: Path = attrs.field(factory=default_cache_dir, converter=Path)
     _fetched: dict[str, git.Repo] = attrs.field(factory=dict, init=False)
     _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
 
     name = "git"
+
+    @classmethod
+    def build(cls, host: Any, catalog: Any) -> GitProvider:
+        """Needs neither: the cache folder comes from the environment (`$UDEPLOY_CACHE_DIR`)."""
+        return cls()
 
     def mirror(self, url: str) -> git.Repo:
         """The bare mirror of `url`, fetched once per provider instance.
@@ -128,7 +115,7 @@ class GitProvider:
         except git.GitCommandError as exc:
             raise GitError(f"remote ref {ref} does not exist in {redact_url(url)}", path=ref) from exc
 
-    def read(self, url: str, commit: str, path: str) -> Blob:
+    def read(self, url: str, commit: str, path: str) -> SourceFile:
         """The file at `path` in `commit`, read from git objects."""
         repo = self.mirror(url)
         try:
@@ -137,7 +124,7 @@ class GitProvider:
             raise GitError(f"{path} does not exist at {commit[:12]} in {redact_url(url)}", path=path) from exc
         data = subprocess.run(["git", "-C", repo.git_dir, "cat-file", "blob", blob_sha],
                               check=True, capture_output=True).stdout
-        return Blob(path=path, data=data, blob_sha=blob_sha, commit=commit)
+        return SourceFile(path=path, data=data, blob_sha=blob_sha, commit=commit)
 
     def archive(self, url: str, commit: str, prefix: str | None = None) -> bytes:
         """`git archive` (tar) of the tracked files at `commit`, optionally only under `prefix` (B1)."""

@@ -8,7 +8,6 @@ are never downloaded. Every answer is a value: an unreachable registry is
 
 from __future__ import annotations
 
-import hashlib
 import json
 import urllib.error
 import urllib.request
@@ -18,40 +17,20 @@ from typing import Any, ClassVar
 import attrs
 
 from udeploy.engine.load.catalog import Catalog, Host
-from udeploy.engine.provider_api import ArtifactState, ObserveRequest, ProviderUnreachable, StepRequest, StepResult
+from udeploy.engine.provider_api import (
+    ArtifactState,
+    ObserveRequest,
+    ProviderUnreachable,
+    Published,
+    PublishRequest,
+    StepRequest,
+    StepResult,
+)
+from udeploy.providers.image_builder import ImageBuilder
+from udeploy.providers.oci import ACCEPT, INDEX_TYPES, ImageRef, base_url, sha256_digest
+from udeploy.providers.registry_copy import copy_image
 
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-ACCEPT = ", ".join((OCI_INDEX, OCI_MANIFEST, DOCKER_LIST, DOCKER_MANIFEST))
-INDEX_TYPES = (OCI_INDEX, DOCKER_LIST)
 PLATFORM = ("linux", "amd64")
-
-
-@attrs.frozen
-class ImageRef:
-    """`<registry>/<repository>(:<tag>|@<digest>)`, split the way the distribution API needs it."""
-
-    registry: str
-    repository: str
-    reference: str  # a tag or a digest
-
-    @classmethod
-    def parse(cls, image: str, default_registry: str) -> ImageRef:
-        name, digest = image.split("@", 1) if "@" in image else (image, None)
-        first, _, rest = name.partition("/")
-        if rest and ("." in first or ":" in first or first == "localhost"):
-            registry, path = first, rest
-        else:
-            registry, path = default_registry, name
-        if digest is None:
-            slash = path.rfind("/")
-            colon = path.rfind(":")
-            path, reference = (path[:colon], path[colon + 1:]) if colon > slash else (path, "latest")
-        else:
-            reference = digest
-        return cls(registry=registry, repository=path, reference=reference)
 
 
 @attrs.frozen
@@ -69,21 +48,15 @@ class _HttpError(Exception):
         self.status = status
 
 
-def base_url(registry: str) -> str:
-    """`http://` for loopback and explicit-scheme-less lab registries, `https://` otherwise."""
-    if registry.startswith(("http://", "https://")):
-        return registry.rstrip("/")
-    host = registry.split(":")[0]
-    plain = host in ("localhost", "::1") or host.startswith("127.")
-    return ("http://" if plain else "https://") + registry
-
-
 @attrs.define
 class RegistryProvider:
-    """Reads manifests, config labels, the catalog and `/v2/` of one default registry."""
+    """Reads manifests, config labels, the catalog and `/v2/` of one default registry (the engine's
+    `ArtifactReader`); publishes images into it through the CI builder (`ImagePublisher`) and copies
+    images between registries by digest (`ImageMirror`)."""
 
     registry: str  # host[:port] (or a URL) of the default registry, e.g. "127.0.0.1:5000"
     timeout: float = 10.0
+    builder: Host | None = None  # CI.json builder.host: the Docker engine `publish` builds on (C1)
     _cache: dict[str, ArtifactState] = attrs.field(factory=dict, init=False)
 
     name: ClassVar[str] = "registry"
@@ -91,7 +64,8 @@ class RegistryProvider:
     @classmethod
     def build(cls, host: Host | None, catalog: Catalog) -> RegistryProvider:
         settings = host.settings if host else {}
-        return cls(registry=str(settings.get("registry", catalog.registry)))
+        builder = catalog.hosts.get(catalog.builder_host) if catalog.builder_host else None
+        return cls(registry=str(settings.get("registry", catalog.registry)), builder=builder)
 
     # -- readers
 
@@ -116,10 +90,11 @@ class RegistryProvider:
             return ArtifactState(image=image, exists=False, reachable=False, error=_reason(exc, url))
         return ArtifactState(image=image, exists=True, digest=response.headers.get("Docker-Content-Digest"))
 
-    def health(self) -> bool:
-        """GET /v2/ answers (200, or 401 from a registry that wants a token)."""
+    def health(self, registry: str | None = None) -> bool:
+        """GET /v2/ of `registry` (default: this provider's) answers (200, or 401 from a registry
+        that wants a token)."""
         try:
-            self._request("GET", f"{base_url(self.registry)}/v2/")
+            self._request("GET", f"{base_url(registry or self.registry)}/v2/")
         except _HttpError as exc:
             return exc.status == 401
         except OSError:
@@ -171,6 +146,23 @@ class RegistryProvider:
                               {"kind": request.kind})
         return self.verify(request)
 
+    # -- writers (CI only: CD never publishes or mirrors, C4)
+
+    def publish(self, request: PublishRequest) -> Published:
+        """Build `request.image` on the CI builder from its tar context and push it here."""
+        if self.builder is None:
+            raise ProviderUnreachable(f"no CI builder host to publish {request.image} with", path=request.image)
+        builder = ImageBuilder.for_host(self.builder)
+        built = builder.build(request.context, dockerfile=request.dockerfile, image=request.image,
+                              labels=request.labels)
+        digest = builder.push(request.image)
+        return Published(image=request.image, image_id=built.image_id, digest=digest)
+
+    def mirror_image(self, source: str, destination_repository: str, digest: str, *,
+                     tag: str | None = None) -> str:
+        """Copy `source` to `destination_repository` by manifest digest (P10); see `registry_copy`."""
+        return copy_image(source, destination_repository, digest, tag=tag)
+
     # -- internals
 
     def _read_artifact(self, image: str) -> ArtifactState:
@@ -184,7 +176,7 @@ class RegistryProvider:
             return ArtifactState(image=image, exists=False, error=str(exc))
         except OSError as exc:
             return ArtifactState(image=image, exists=False, reachable=False, error=_reason(exc, root))
-        digest = manifest.headers.get("Docker-Content-Digest") or _sha256(manifest.body)
+        digest = manifest.headers.get("Docker-Content-Digest") or sha256_digest(manifest.body)
         try:
             labels = self._labels(root, manifest)
         except _HttpError as exc:
@@ -237,6 +229,3 @@ def _reason(exc: BaseException, where: str) -> str:
     reason = getattr(exc, "reason", None) or exc
     return f"{where}: {reason}"
 
-
-def _sha256(body: bytes) -> str:
-    return "sha256:" + hashlib.sha256(body).hexdigest()

@@ -12,7 +12,7 @@ import urllib.error
 import urllib.request
 
 from udeploy.engine.provider_api import ProviderUnreachable
-from udeploy.providers.registry import ACCEPT, INDEX_TYPES, ImageRef, _sha256, base_url
+from udeploy.providers.oci import ACCEPT, INDEX_TYPES, ImageRef, base_url, sha256_digest
 
 
 def _call(method: str, url: str, *, body: bytes | None = None, headers: dict[str, str] | None = None,
@@ -37,8 +37,9 @@ def copy_image(source: str, destination_repository: str, digest: str, *, tag: st
     status, headers, manifest = _call("GET", f"{src_root}/manifests/{digest}", headers={"Accept": ACCEPT})
     if status != 200:
         raise ProviderUnreachable(f"{source}: manifest {digest} not served (HTTP {status})", path=source)
-    if _sha256(manifest) != digest:
-        raise ProviderUnreachable(f"{source}: the bytes served for {digest} hash to {_sha256(manifest)}", path=source)
+    served = sha256_digest(manifest)
+    if served != digest:
+        raise ProviderUnreachable(f"{source}: the bytes served for {digest} hash to {served}", path=source)
     media = headers.get("Content-Type", "").split(";")[0]
     doc = json.loads(manifest)
     if media in INDEX_TYPES or "manifests" in doc:
@@ -60,7 +61,7 @@ def _copy_blob(src_root: str, dst_root: str, digest: str) -> None:
     if status == 200:
         return
     status, _, data = _call("GET", f"{src_root}/blobs/{digest}")
-    if status != 200 or _sha256(data) != digest:
+    if status != 200 or sha256_digest(data) != digest:
         raise ProviderUnreachable(f"blob {digest} from {src_root} is missing or corrupt (HTTP {status})", path=digest)
     status, headers, _ = _call("POST", f"{dst_root}/blobs/uploads/")
     location = headers.get("Location")

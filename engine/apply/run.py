@@ -23,6 +23,7 @@ from udeploy.engine.apply import lock as env_lock
 from udeploy.engine.apply.jobs import Job, StateRecordCorrupt, check_state_folder, new_job_id, read_record
 from udeploy.engine.errors import PolicyRefused, UdeployError
 from udeploy.engine.load.desired import DesiredState, load_desired
+from udeploy.engine.load.repo_url import redact_url
 from udeploy.engine.load.source import open_file_source, origin_url
 from udeploy.engine.plan.graph import Graph, NodeOutcome
 from udeploy.engine.plan.guardrails import run_all
@@ -30,8 +31,7 @@ from udeploy.engine.plan.model import Action, Node, Plan, StepKind
 from udeploy.engine.plan.observe import Observations, ProviderPool, observe, runtime_target
 from udeploy.engine.plan.planfile import PlanStale, to_document
 from udeploy.engine.plan.planner import guard_context, request_from_json
-from udeploy.engine.provider_api import ObserveRequest, StepRequest
-from udeploy.providers.git import GitProvider, redact_url
+from udeploy.engine.provider_api import ObserveRequest, SourceReader, StepRequest, source_reader
 
 
 class StepFailed(UdeployError, RuntimeError):
@@ -110,7 +110,7 @@ def _str_map(value: object) -> bool:
 def check_trust(plan: Plan, options: ApplyOptions, pool_for: Callable[[DesiredState], ProviderPool],
                 resume: Resume, progress: Progress = _silent) -> tuple[DesiredState, ProviderPool, Observations]:
     """Refuse (exit 4, or 3 for policy) unless the plan still describes the world. Changes nothing."""
-    git = GitProvider()
+    git = source_reader()
     _check_manifest_unmoved(plan, git, options.checkout)
     progress("re-reading desired and live state")
     state = load_desired(request_from_json(plan.request, options.checkout), git)
@@ -139,7 +139,7 @@ def check_trust(plan: Plan, options: ApplyOptions, pool_for: Callable[[DesiredSt
     return state, pool, obs
 
 
-def _check_manifest_unmoved(plan: Plan, git: GitProvider, checkout: Path) -> None:
+def _check_manifest_unmoved(plan: Plan, git: SourceReader, checkout: Path) -> None:
     m = plan.manifest
     if m.get("mode") == "env":
         remote = str(m["remote"])

@@ -13,20 +13,20 @@ from pathlib import Path
 from typing import Any
 
 from udeploy.engine.errors import ServiceNotFound, UdeployError
-from udeploy.engine.load.catalog import Catalog, SourceKind, parse_catalog
+from udeploy.engine.load.catalog import SourceKind, read_catalog
 from udeploy.engine.load.jsonschema_check import parse_json
 from udeploy.engine.load.manifest import parse_deploy
-from udeploy.engine.load.source import DEFAULT_REF, GitReader, open_env_source
+from udeploy.engine.load.source import DEFAULT_REF, open_env_source
 from udeploy.engine.plan.steps import v1_labels
-from udeploy.engine.provider_api import ArtifactState, ProviderUnreachable
-from udeploy.providers.git import GitProvider
-from udeploy.providers.image_builder import ImageBuilder
-from udeploy.providers.registry import RegistryProvider
-
-
-def _catalog(reader: GitReader) -> Catalog:
-    return parse_catalog(parse_json(reader.read("config.json"), "config.json"),
-                         parse_json(reader.read("CI.json"), "CI.json"))
+from udeploy.engine.provider_api import (
+    ArtifactState,
+    ProviderUnreachable,
+    PublishRequest,
+    SourceReader,
+    image_publisher,
+    registry_reader,
+    source_reader,
+)
 
 
 def infra_blocked(what: str, reason: str, **extra: Any) -> dict[str, Any]:
@@ -34,10 +34,10 @@ def infra_blocked(what: str, reason: str, **extra: Any) -> dict[str, Any]:
 
 
 def publish(checkout: Path, service: str, commit: str, *, dry_run: bool = False, ref: str = DEFAULT_REF,
-            git: GitProvider | None = None) -> dict[str, Any]:
-    git = git or GitProvider()
+            git: SourceReader | None = None) -> dict[str, Any]:
+    git = git or source_reader()
     reader, source = open_env_source(git, checkout, ref)
-    catalog = _catalog(reader)
+    catalog = read_catalog(reader)
     ms = catalog.microservices.get(service)
     if ms is None:
         raise ServiceNotFound(f"no microservice {service!r} in config.json", path=service)
@@ -48,7 +48,7 @@ def publish(checkout: Path, service: str, commit: str, *, dry_run: bool = False,
     full = git.resolve(ms.repo_url, commit, path="--commit")
     image = catalog.registry_image(service, full)
     labels = v1_labels(ms.id, ms.repo_url, full, ms.dockerfile)
-    registry = RegistryProvider.build(None, catalog)
+    registry = registry_reader(catalog)
     if not registry.health():
         return infra_blocked("registry", f"registry {catalog.registry} does not answer /v2/", service=service,
                              image=image, commit=full)
@@ -62,25 +62,25 @@ def publish(checkout: Path, service: str, commit: str, *, dry_run: bool = False,
         return {**result, "status": "would-publish", "dockerfile": ms.dockerfile, "context": ms.build_context}
     if catalog.builder_host is None:
         return infra_blocked("builder", "CI.json names no builder.host", **result)
+    publisher = image_publisher(catalog)
     try:
-        builder = ImageBuilder.for_host(catalog.hosts[catalog.builder_host])
         context = git.archive(ms.repo_url, f"{full}:{ms.build_context}")
         dockerfile = _relative(ms.dockerfile or "Dockerfile", ms.build_context or "")
-        built = builder.build(context, dockerfile=dockerfile, image=image, labels=labels)
-        pushed = builder.push(image)
+        published = publisher.publish(PublishRequest(image=image, context=context, dockerfile=dockerfile,
+                                                     labels=labels))
     except ProviderUnreachable as exc:
         return infra_blocked(catalog.builder_host, exc.message, **result)
     evidence = registry.artifact(image, refresh=True)
-    return {**result, "status": "published", "digest": pushed, "imageId": built.image_id,
+    return {**result, "status": "published", "digest": published.digest, "imageId": published.image_id,
             "evidence": _evidence(evidence)}
 
 
-def status(checkout: Path, *, ref: str = DEFAULT_REF, git: GitProvider | None = None) -> dict[str, Any]:
+def status(checkout: Path, *, ref: str = DEFAULT_REF, git: SourceReader | None = None) -> dict[str, Any]:
     """Registry reachability and, per environment, which pinned commits have artifacts (S1)."""
-    git = git or GitProvider()
+    git = git or source_reader()
     reader, source = open_env_source(git, checkout, ref)
-    catalog = _catalog(reader)
-    registry = RegistryProvider.build(None, catalog)
+    catalog = read_catalog(reader)
+    registry = registry_reader(catalog)
     if not registry.health():
         return infra_blocked("registry", f"registry {catalog.registry} does not answer /v2/")
     deploy = parse_json(reader.read("deploy.json"), "deploy.json")

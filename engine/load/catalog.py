@@ -13,8 +13,9 @@ from typing import Any
 
 import attrs
 
-from udeploy.engine.load.jsonschema_check import check
+from udeploy.engine.load.jsonschema_check import check, parse_json
 from udeploy.engine.load.repo_url import check_repo_url
+from udeploy.engine.load.source import Reader
 
 ENVIRONMENTS = ("dev", "prod")
 
@@ -178,6 +179,13 @@ def parse_catalog(config: Any, ci: Any, *, config_source: str = "config.json",
         artifacts={a["id"]: Artifact(id=a["id"], kind=a["kind"], spec=a) for a in ci["artifacts"]},
         builder_host=ci.get("builder", {}).get("host"),
     )
+
+
+def read_catalog(reader: Reader) -> Catalog:
+    """config.json and CI.json as `reader` reads them (git objects at the pinned commit, or the
+    checkout in local-manifest mode), validated and parsed."""
+    return parse_catalog(parse_json(reader.read("config.json"), "config.json"),
+                         parse_json(reader.read("CI.json"), "CI.json"))
 
 
 def _host(hid: str, h: Mapping[str, Any]) -> Host:

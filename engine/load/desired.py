@@ -13,7 +13,7 @@ import attrs
 
 from udeploy.engine.errors import CatalogEntryMissing, ServiceNotFound
 from udeploy.engine.load import policy_args
-from udeploy.engine.load.catalog import Catalog, EnvironmentSettings, EnvironmentTarget, Microservice, parse_catalog
+from udeploy.engine.load.catalog import Catalog, EnvironmentSettings, EnvironmentTarget, Microservice, read_catalog
 from udeploy.engine.load.jsonschema_check import parse_json
 from udeploy.engine.load.k8s_manifest import K8sObject, parse_manifest, select
 from udeploy.engine.load.manifest import (
@@ -24,7 +24,7 @@ from udeploy.engine.load.manifest import (
     require_known_environment,
 )
 from udeploy.engine.load.source import DEFAULT_REF, ManifestSource, Reader, open_env_source, open_file_source
-from udeploy.providers.git import GitProvider
+from udeploy.engine.provider_api import SourceReader, source_reader
 
 
 @attrs.frozen
@@ -63,9 +63,9 @@ class DesiredState:
     ci: CiDeclaration | None
 
 
-def load_desired(request: Request, git: GitProvider | None = None) -> DesiredState:
+def load_desired(request: Request, git: SourceReader | None = None) -> DesiredState:
     policy_args.check_request(request)
-    git = git or GitProvider()
+    git = git or source_reader()
     reader: Reader
     if request.env is not None:
         require_known_environment(request.env)
@@ -76,8 +76,7 @@ def load_desired(request: Request, git: GitProvider | None = None) -> DesiredSta
         reader, deploy_data, source = open_file_source(request.file, request.checkout)
     deploy_name = "deploy.json" if request.env else str(request.file)
     manifest = parse_deploy(parse_json(deploy_data, deploy_name), source=deploy_name, environment=request.env)
-    catalog = parse_catalog(parse_json(reader.read("config.json"), "config.json"),
-                            parse_json(reader.read("CI.json"), "CI.json"))
+    catalog = read_catalog(reader)
     environment = request.env  # local mode plans against catalog defaults, not an environment
     joined = _join(manifest, catalog)
     selected = _select(joined, request.services)
@@ -121,7 +120,7 @@ class _Memo:
     """Work shared between services: many pin the same commit, several share one k3s manifest.
     Failures are not remembered, so each failing entry raises with its own path."""
 
-    def __init__(self, reader: Reader, git: GitProvider) -> None:
+    def __init__(self, reader: Reader, git: SourceReader) -> None:
         self.reader, self.git = reader, git
         self._commits: dict[tuple[str, str], str] = {}
         self._manifests: dict[str, tuple[K8sObject, ...]] = {}

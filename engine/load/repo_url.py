@@ -20,7 +20,7 @@ A ref (`--ref`, a plan's manifest ref) names a branch: it must be a valid refnam
 from __future__ import annotations
 
 import re
-from urllib.parse import urlsplit
+from urllib.parse import urlsplit, urlunsplit
 
 from udeploy.engine.errors import UdeployError
 
@@ -128,3 +128,12 @@ def ref_problem(branch: str) -> str | None:
     if any(part.startswith(".") or part.endswith(".lock") for part in branch.split("/")):
         return "a component starts with '.' or ends with '.lock'"
     return None
+
+
+def redact_url(url: str) -> str:
+    """The URL without userinfo: a remote like `https://ci-token:SECRET@host/repo` is recorded
+    and printed as `https://host/repo` (P7)."""
+    parts = urlsplit(url)
+    if parts.scheme in ("http", "https") and "@" in parts.netloc:
+        return urlunsplit(parts._replace(netloc=parts.netloc.rsplit("@", 1)[1]))
+    return url

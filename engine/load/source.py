@@ -18,8 +18,8 @@ import git
 
 from udeploy.engine.errors import GitError, ManifestInvalid
 from udeploy.engine.load.input_files import MAX_MANIFEST_BYTES, read_input, require_utf8_path, shown
-from udeploy.engine.load.repo_url import check_ref, check_repo_url
-from udeploy.providers.git import GitProvider, redact_url
+from udeploy.engine.load.repo_url import check_ref, check_repo_url, redact_url
+from udeploy.engine.provider_api import SourceReader
 
 DEFAULT_REF = "origin/master"
 
@@ -45,9 +45,9 @@ class Reader(Protocol):
 
 @attrs.frozen
 class GitReader:
-    """Files at one commit of the remote, through the mirror."""
+    """Files at one commit of the remote, through the source provider."""
 
-    provider: GitProvider
+    provider: SourceReader
     url: str
     commit: str
 
@@ -94,7 +94,8 @@ def checkout_root(start: Path) -> Path:
         raise GitError(f"{start} is not inside a git checkout (use --repo PATH)", path=str(start)) from exc
 
 
-def open_env_source(provider: GitProvider, checkout: Path, ref: str = DEFAULT_REF) -> tuple[GitReader, ManifestSource]:
+def open_env_source(provider: SourceReader, checkout: Path,
+                    ref: str = DEFAULT_REF) -> tuple[GitReader, ManifestSource]:
     """Fetch the remote and pin the ref's commit; everything after reads from that commit."""
     check_ref(ref, path="--ref")  # before anything reaches git (issue 9)
     url = check_repo_url(origin_url(checkout), path="origin")

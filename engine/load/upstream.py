@@ -17,13 +17,9 @@ from typing import Any
 import attrs
 
 from udeploy.engine.errors import ServiceNotFound
-from udeploy.engine.load.catalog import Catalog, Microservice, parse_catalog
-from udeploy.engine.load.jsonschema_check import parse_json
+from udeploy.engine.load.catalog import Catalog, Microservice, read_catalog
 from udeploy.engine.load.source import DEFAULT_REF, open_env_source
-from udeploy.engine.provider_api import ArtifactReader
-from udeploy.providers.git import GitProvider
-from udeploy.providers.registry import RegistryProvider
-from udeploy.providers.registry_copy import copy_image
+from udeploy.engine.provider_api import ArtifactReader, SourceReader, image_mirror, registry_reader, source_reader
 
 PENDING = "pending-network-verification"
 
@@ -77,19 +73,18 @@ def for_service(catalog: Catalog, ms: Microservice) -> UpstreamArtifact | None:
 
 
 def mirror(checkout: Path, artifact_id: str, *, dry_run: bool = False, ref: str = DEFAULT_REF,
-           git: GitProvider | None = None) -> dict[str, Any]:
+           git: SourceReader | None = None) -> dict[str, Any]:
     """CI side: verify the upstream serves the pinned digest for the declared tag, then mirror it."""
-    reader, source = open_env_source(git or GitProvider(), checkout, ref)
-    catalog = parse_catalog(parse_json(reader.read("config.json"), "config.json"),
-                            parse_json(reader.read("CI.json"), "CI.json"))
+    reader, source = open_env_source(git or source_reader(), checkout, ref)
+    catalog = read_catalog(reader)
     art = upstream_artifact(catalog, artifact_id)
     base: dict[str, Any] = {"artifact": art.id, "upstreamImage": art.upstream_image, "upstream": art.upstream_ref,
                             "pin": art.pin, "mirror": art.mirror, "manifestCommit": source.commit, "dryRun": dry_run}
-    upstream = RegistryProvider(registry=art.upstream_registry)
-    if not upstream.health():
+    registry = registry_reader(catalog)  # reads the upstream too: its references name their registry
+    if not registry.health(art.upstream_registry):
         return {**base, "status": PENDING, "reason": f"upstream registry {art.upstream_registry} is unreachable; "
                 "the digest cannot be verified, so nothing is mirrored or rolled out"}
-    served = upstream.artifact(art.upstream_ref, refresh=True)
+    served = registry.artifact(art.upstream_ref, refresh=True)
     if not served.exists:
         return {**base, "status": "upstream-missing", "reason": f"{art.upstream_ref} is not served upstream"}
     if art.pin is None:
@@ -106,8 +101,9 @@ def mirror(checkout: Path, artifact_id: str, *, dry_run: bool = False, ref: str 
     if dry_run:
         return {**base, "status": "would-mirror", "digest": art.pin}
     _, tag = art.repository_and_tag
-    copy_image(art.upstream_ref.rsplit(":", 1)[0] + f"@{art.pin}", art.mirror, art.pin, tag=tag)
-    evidence = RegistryProvider(registry=catalog.registry).artifact(f"{art.mirror}@{art.pin}", refresh=True)
+    image_mirror(catalog).mirror_image(art.upstream_ref.rsplit(":", 1)[0] + f"@{art.pin}", art.mirror, art.pin,
+                                       tag=tag)
+    evidence = registry.artifact(f"{art.mirror}@{art.pin}", refresh=True)
     return {**base, "status": "mirrored", "digest": evidence.digest, "labels": dict(evidence.labels)}
 
 
@@ -122,4 +118,4 @@ class UpstreamState:
 def observe_upstream(art: UpstreamArtifact, registry: ArtifactReader) -> UpstreamState:
     if art.mirror_image and registry.artifact(art.mirror_image).exists:
         return UpstreamState(mirrored=True, upstream_reachable=None)
-    return UpstreamState(mirrored=False, upstream_reachable=RegistryProvider(registry=art.upstream_registry).health())
+    return UpstreamState(mirrored=False, upstream_reachable=registry.health(art.upstream_registry))

@@ -20,8 +20,7 @@ from udeploy.engine.plan.model import FORMAT_VERSION, Action, Blocked, BlockedRe
 from udeploy.engine.plan.observe import Observations, ProviderPool, observe
 from udeploy.engine.plan.report import environment_json, manifest_json
 from udeploy.engine.plan.steps import Observed, build_graph, prerequisite_node, service_nodes
-from udeploy.engine.provider_api import RuntimeState
-from udeploy.providers.git import GitProvider
+from udeploy.engine.provider_api import RuntimeState, SourceReader
 
 
 @attrs.frozen
@@ -37,7 +36,7 @@ class Planned:
     state: DesiredState
 
 
-def make_plan(request: Request, options: PlanOptions, *, git: GitProvider | None = None,
+def make_plan(request: Request, options: PlanOptions, *, git: SourceReader | None = None,
               pool_for: Callable[[DesiredState], ProviderPool] | None = None) -> Planned:
     state = load_desired(request, git)
     own_pool = pool_for is None  # a caller that passes pool_for keeps (and closes) its pool

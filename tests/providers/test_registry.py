@@ -18,7 +18,8 @@ from tests.providers.support import Images, Source, free_port, v1_labels
 from udeploy.engine.load.catalog import Catalog
 from udeploy.engine.provider_api import ObserveRequest, ProviderUnreachable, StepRequest
 from udeploy.providers import registry as registry_module
-from udeploy.providers.registry import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, RegistryProvider
+from udeploy.providers.oci import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
+from udeploy.providers.registry import RegistryProvider
 
 
 @pytest.fixture()
