@@ -8,7 +8,10 @@
     cli/     one thin typer module per command group
 
 `errors` (the error root and exit codes) and `provider_api` (the protocol every provider
-implements) are shared by all phases. The engine reaches the world only through providers.
+implements) are shared by all phases. The engine changes the world only through providers and
+never imports one (the contracts in pyproject.toml). What it reads or runs itself is local: the
+files a command names, the checkout's git config (its `origin` URL), the state directory, and
+Graphviz `dot` for `graph --format svg|html`.
 """
 
 __version__ = "0.1.0"

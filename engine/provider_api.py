@@ -1,9 +1,18 @@
-"""The provider protocol: one small typed interface, looked up by name (STYLE 4, K3).
+"""The provider protocol: small typed interfaces, looked up by name (STYLE 4, K3).
 
-A provider is built from one `config.json` host (or the registry settings) and answers four
-calls, each with a request and a response value: `observe` (read live state, never change it),
-`execute` (perform one plan step), `verify` (prove a step converged). Providers register through
-the `udeploy.providers` entry-point group, so adding one needs no engine change.
+A provider is registered under a name in the `udeploy.providers` entry-point group and built for
+one `config.json` host (or none). What the engine may ask of it is a capability, a `Protocol`
+checked at run time (`capable`) when the provider is handed out:
+
+- `Provider`, a runtime (compose-host, k3s-native): `observe` (read live state, never change it),
+  `execute` (perform one plan step), `verify` (prove a step converged);
+- `StepExecutor` (`execute` alone), `ArtifactReader` (registry reads), `SecretReader` (P7
+  presence), `RuntimeChecks` (E3, E5);
+- `SourceReader` (git objects at a ref), `ImagePublisher` (C1), `ImageMirror` (P10);
+- `DbGuardRunner` (D5, sandboxed) and `ManifestDryRunner` (the API dry run) for `validate`.
+
+Each call takes and returns attrs values; the engine never imports a provider module, so a new
+provider needs no engine change.
 """
 
 from __future__ import annotations

@@ -39,7 +39,7 @@ from udeploy.engine.errors import Diagnostic, InputTooLarge, ManifestInvalid, Se
 from udeploy.engine.load.input_files import MAX_MANIFEST_BYTES, read_input
 from udeploy.engine.load.jsonschema_check import check, parse_json
 from udeploy.engine.load.k8s_manifest import MAX_YAML_BYTES, K8sObject, parse_manifest
-from udeploy.engine.provider_api import DbGuardRunner, ManifestDryRunner, ProviderCapabilityMissing, provider_class
+from udeploy.engine.provider_api import DbGuardRunner, ManifestDryRunner, capable, provider_class
 
 READ, DRY_RUN = "MANIFEST-READ", "K8S-DRY-RUN"
 _PLAIN_KEY = re.compile(r"[a-zA-Z][a-zA-Z0-9_]*")
@@ -185,10 +185,7 @@ def load(label: str, file: Path) -> Loaded:
 
 def _capability(name: str, capability: type[Any], *args: Any) -> Any:
     """Open the provider registered under `name`; it must implement `capability`."""
-    opened = provider_class(name).open(*args)
-    if not isinstance(opened, capability):
-        raise ProviderCapabilityMissing(f"provider {name!r} cannot serve as {capability.__name__}", path=name)
-    return opened
+    return capable(provider_class(name).open(*args), capability, name)
 
 
 def report(m: Loaded, db_guard: DbGuardRunner, dry_runner: ManifestDryRunner | None) -> ManifestReport:

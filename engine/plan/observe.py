@@ -23,11 +23,11 @@ from udeploy.engine.provider_api import (
     ArtifactState,
     ObserveRequest,
     Provider,
-    ProviderCapabilityMissing,
     RuntimeChecks,
     RuntimeState,
     SecretReader,
     StepExecutor,
+    capable,
     provider_class,
 )
 
@@ -59,13 +59,10 @@ class ProviderPool:
             return self._built[key]
 
     # mypy cannot take a Protocol as type[T] (python/mypy#4717): the accessors below ignore
-    # `type-abstract`; the isinstance check here is what enforces the capability at run time.
+    # `type-abstract`; `capable`'s isinstance check is what enforces the capability at run time.
     def _capable(self, provider: str, host_id: str | None, capability: type[T]) -> T:
-        found = self.get(provider, host_id)
-        if not isinstance(found, capability):
-            raise ProviderCapabilityMissing(f"provider {provider!r} (host {host_id}) cannot serve as "
-                                            f"{capability.__name__}", path=host_id or provider)
-        return found
+        name = provider if host_id is None else f"{provider}@{host_id}"
+        return capable(self.get(provider, host_id), capability, name)
 
     def executor(self, provider: str, host_id: str | None) -> StepExecutor:
         return self._capable(provider, host_id, StepExecutor)  # type: ignore[type-abstract]
