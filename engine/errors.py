@@ -93,11 +93,8 @@ class GitError(UdeployError, RuntimeError):
     code = "git-error"
 
 
-class PolicyRefused(UdeployError):
-    """The command asks for something policy refuses (P3, P4, ...)."""
-
-    code = "policy-refused"
-    exit_code = ExitCode.POLICY_REFUSED
+class RuleError(UdeployError):
+    """An error that names the numbered requirement behind it (`rule`: P3, S1, ...)."""
 
     def __init__(self, message: str, *, rule: str, path: str | None = None, details: Any = None) -> None:
         super().__init__(message, path=path, details=details)
@@ -107,6 +104,13 @@ class PolicyRefused(UdeployError):
         body = super().to_json()
         body["error"]["rule"] = self.rule
         return body
+
+
+class PolicyRefused(RuleError):
+    """The command asks for something policy refuses (P3, P4, ...)."""
+
+    code = "policy-refused"
+    exit_code = ExitCode.POLICY_REFUSED
 
 
 class Severity(enum.Enum):

@@ -8,28 +8,18 @@ outage (a registry or provider that could not be reached) is an error, not a pol
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from udeploy.engine.apply.jobs import Job
-from udeploy.engine.errors import ExitCode, PolicyRefused, UdeployError
+from udeploy.engine.errors import ExitCode, PolicyRefused, RuleError, UdeployError
 from udeploy.engine.plan.model import Action, Blocked, BlockedReason, Plan, ServiceChange
 from udeploy.engine.plan.planfile import make_converter
 
 
-class InfraBlocked(UdeployError, ConnectionError):
+class InfraBlocked(RuleError, ConnectionError):
     """The service is blocked by an outage, not by policy: nothing was changed; retry when it is back."""
 
     code = "infra-blocked"
     exit_code = ExitCode.ERROR
-
-    def __init__(self, message: str, *, rule: str, path: str | None = None, details: Any = None) -> None:
-        super().__init__(message, path=path, details=details)
-        self.rule = rule
-
-    def to_json(self) -> dict[str, Any]:
-        body = super().to_json()
-        body["error"]["rule"] = self.rule
-        return body
 
 
 def refuse_policy(plan: Plan, selected: tuple[str, ...], dry_run: bool) -> None:
