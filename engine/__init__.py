@@ -10,8 +10,8 @@
 `errors` (the error root and exit codes) and `provider_api` (the protocol every provider
 implements) are shared by all phases. The engine changes the world only through providers and
 never imports one (the contracts in pyproject.toml). What it reads or runs itself is local: the
-files a command names, the checkout's git config (its `origin` URL), the state directory, and
-Graphviz `dot` for `graph --format svg|html`.
+files a command names, the checkout's git config (its `origin` URL), the state directory,
+Graphviz `dot` for `graph --format svg|html`, and a child `udeploy apply` for `--detach`.
 """
 
 __version__ = "0.1.0"

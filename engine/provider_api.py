@@ -113,7 +113,7 @@ class RuntimeState:
 @attrs.frozen
 class ObserveRequest:
     service_id: str
-    target: Any  # ComposeTarget | K3sTarget (from engine.catalog)
+    target: Any  # ComposeTarget | K3sTarget (from engine.load.catalog)
     health_path: str = "/health"
     read_health: bool = True
 

@@ -13,7 +13,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from udeploy.engine.apply.jobs import new_job_id
+from udeploy.engine.apply.jobs import check_state_folder, new_job_id
+from udeploy.engine.load.input_files import MAX_PLAN_BYTES, read_input
 from udeploy.engine.plan.model import Plan
 from udeploy.engine.plan.planfile import write_plan
 
@@ -23,11 +24,13 @@ def detach(plan: Plan, path: Path | None, state: Path, repo: Path, dry_run: bool
     the background; the launch document names the job id and how to follow it."""
     job_id = new_job_id()
     spool = state / "jobs" / f"{job_id}.plan.json"
+    check_state_folder(state)
+    check_state_folder(spool.parent)
     spool.parent.mkdir(parents=True, exist_ok=True)
     if path is None:
         write_plan(plan, spool)
     else:
-        spool.write_bytes(path.read_bytes())
+        spool.write_bytes(read_input(path, label="plan", max_bytes=MAX_PLAN_BYTES))  # exactly the reviewed bytes
     args = [sys.executable, "-m", "udeploy.engine.cli", "apply", str(spool.resolve()), "--job-id", job_id,
             "--state-dir", str(state.resolve()), "--repo", str(repo.resolve()), "--parallelism", str(parallelism)]
     if dry_run:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from udeploy.engine.apply.jobs import Job
+from udeploy.engine.apply.jobs import Job, JobNotFound
 from udeploy.engine.errors import ExitCode, PolicyRefused, RuleError, UdeployError
 from udeploy.engine.plan.model import Action, Blocked, BlockedReason, Plan, ServiceChange
 from udeploy.engine.plan.planfile import make_converter
@@ -51,7 +51,7 @@ def record_refusal(state: Path, job_id: str, plan: Plan, exc: UdeployError) -> N
     """A detached child refused before or while walking: leave the refusal where `job status` looks."""
     try:
         job = Job.open(state, job_id)
-    except UdeployError:
+    except JobNotFound:
         job = Job.create(state, plan_digest="", plan_file=None, environment=(plan.environment or {}).get("name"),
                          dry_run=False, nodes=[], job_id=job_id)
     job.log(f"refused: {exc.code}: {exc.message}")

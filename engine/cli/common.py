@@ -1,7 +1,8 @@
 """Shared pieces of the `udeploy` command line: the typer app, the common options, and the
 boundary that turns every domain error into one JSON document plus an exit code.
 
-Command modules (`engine.cli`, `engine.cli_*`) register on `app`; `engine.cli` imports them all.
+Command modules (`engine.cli.plan`, `.apply`, `.artifact`, `.guard`, `.validate`) register on `app`;
+`engine.cli.main` imports them all.
 """
 
 from __future__ import annotations

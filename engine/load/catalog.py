@@ -28,6 +28,10 @@ class LiveApplyMode(enum.Enum):
     UNSUPPORTED = "unsupported"
 
 
+# The live-apply modes that stop a deploy and must say why (a blockedReason).
+GATING_MODES = frozenset({LiveApplyMode.BLOCKED, LiveApplyMode.PLAN_ONLY, LiveApplyMode.SUPERVISOR_GATED})
+
+
 class SourceKind(enum.Enum):
     """What produces a service's image (M4, P9, P10)."""
 

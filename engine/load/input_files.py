@@ -4,7 +4,7 @@ Every file udeploy reads on someone else's say-so (`--file`, a plan file, config
 in a checkout) goes through `read_input`. It opens without following into a FIFO's wait
 (`O_NONBLOCK`), refuses anything that is not a regular file (a directory, a FIFO, a device), turns
 a symlink loop or a missing file into a clear error, and never reads more than the caller's cap.
-Parsing these bytes is `engine.jsonschema_check.parse_json`'s job, with its own depth limits.
+Parsing these bytes is `engine.load.jsonschema_check.parse_json`'s job, with its own depth limits.
 """
 
 from __future__ import annotations

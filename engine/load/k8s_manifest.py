@@ -8,9 +8,12 @@ Limits (a manifest above one is refused, never partly read):
 - `MAX_YAML_BYTES`, `MAX_DOCUMENTS`: checked on the raw bytes and on the event stream.
 - `MAX_DEPTH`: collection nesting, counted through aliases (libyaml's C composer recurses per
   level and crashes the process on ~100,000 nested `[`, so depth is checked on events first).
-- `MAX_NODES`: nodes after alias expansion ("billion laughs"), counted per anchor once
-  (memoized), so the count is linear in the text. An alias to an anchor still open (a recursive
-  alias) is refused: JSON has no cycles.
+- `MAX_NODES`, `MAX_EXPANDED_CHARS`: nodes and text after alias expansion ("billion laughs", or
+  one long string aliased many times), counted per anchor once (memoized), so the count is linear
+  in the text. An alias to an anchor still open (a recursive alias) is refused: JSON has no cycles.
+- Integers are int64, as in Kubernetes: a longer one (in any base) is refused. YAML 1.1's base-60
+  form (`8080:80`) stays a string, as the API server reads it (PyYAML would convert it in
+  quadratic time).
 
 Only JSON-compatible values are constructed: timestamps stay strings (as the API server sees
 them), non-finite floats and `!!binary`, `!!set`, `!!omap`, `!!pairs` and any other tag are
@@ -42,6 +45,7 @@ except ImportError:  # pragma: no cover - PyYAML without libyaml
 MAX_YAML_BYTES = 2 * 1024 * 1024  # the API server stores at most ~1.5 MiB per object; a file holds a few
 MAX_DOCUMENTS = 256  # a multi-document manifest holds tens of objects; each is schema-checked (~10 ms)
 MAX_DEPTH = 64  # Kubernetes objects nest ~15 levels; through aliases too
+MAX_EXPANDED_CHARS = 16 * 1024 * 1024  # after alias expansion: 8x the file limit
 MAX_NODES = 200_000  # after alias expansion, the whole file: ~100x the largest sample manifest
 
 # apiVersion: an optional DNS-subdomain API group, then a Kubernetes version (v1, v1beta1, v2alpha3).
@@ -106,12 +110,22 @@ class _ManifestLoader(_BaseLoader):
             raise ConstructorError(None, None, f"{node.value!r} is not a JSON number", node.start_mark)
         return value
 
+    def construct_int64(self, node: ScalarNode) -> int | str:
+        text = str(self.construct_scalar(node))
+        if ":" in text:  # YAML 1.1 base 60 (`8080:80`): the API server reads a string; PyYAML's is quadratic
+            return text
+        value = int(self.construct_yaml_int(node))
+        if value.bit_length() > 63:
+            raise ConstructorError(None, None, f"integer {text[:40]!r}… does not fit 64 bits", node.start_mark)
+        return value
+
     def refuse_tag(self, node: yaml.Node) -> None:
         raise ConstructorError(None, None, f"tag {node.tag} has no JSON value (refused)", node.start_mark)
 
 
 _ManifestLoader.add_constructor("tag:yaml.org,2002:timestamp", _ManifestLoader.construct_timestamp_as_text)
 _ManifestLoader.add_constructor("tag:yaml.org,2002:float", _ManifestLoader.construct_finite_float)
+_ManifestLoader.add_constructor("tag:yaml.org,2002:int", _ManifestLoader.construct_int64)
 for _tag in ("binary", "set", "omap", "pairs"):
     _ManifestLoader.add_constructor(f"tag:yaml.org,2002:{_tag}", _ManifestLoader.refuse_tag)
 
@@ -123,6 +137,7 @@ class _Open:
     anchor: str | None
     nodes: int = 1
     height: int = 1
+    chars: int = 2  # the text it expands to, roughly: brackets and every scalar's characters
 
 
 @attrs.define
@@ -132,8 +147,9 @@ class _Budget:
     source: str
     documents: int = 0
     nodes: int = 0  # expanded, the whole stream
+    chars: int = 0  # expanded text, the whole stream: one long string aliased many times is caught here
     stack: list[_Open] = attrs.Factory(list)
-    anchors: dict[str, tuple[int, int]] = attrs.Factory(dict)  # anchor -> (expanded nodes, height), memoized
+    anchors: dict[str, tuple[int, int, int]] = attrs.Factory(dict)  # anchor -> (nodes, height, chars), memoized
 
     def where(self) -> str:
         return f"{self.source}[{max(self.documents - 1, 0)}]"
@@ -151,19 +167,20 @@ class _Budget:
             if len(self.stack) >= MAX_DEPTH:
                 raise self.too_large(f"nests deeper than {MAX_DEPTH} levels")
             self.stack.append(_Open(event.anchor))
-            self._count(1)
+            self._count(1, 2)
         elif isinstance(event, CollectionEndEvent):
             done = self.stack.pop()
-            self._finish(done.nodes, done.height, done.anchor)
+            self._finish(done.nodes, done.height, done.chars, done.anchor)
         elif isinstance(event, ScalarEvent):
-            self._finish(1, 0, event.anchor)
-            self._count(1)
+            chars = len(event.value) + 1
+            self._finish(1, 0, chars, event.anchor)
+            self._count(1, chars)
         elif isinstance(event, AliasEvent):
-            nodes, height = self._alias(event.anchor)
-            self._finish(nodes, height, None)
-            self._count(nodes)
+            nodes, height, chars = self._alias(event.anchor)
+            self._finish(nodes, height, chars, None)
+            self._count(nodes, chars)
 
-    def _alias(self, anchor: str | None) -> tuple[int, int]:
+    def _alias(self, anchor: str | None) -> tuple[int, int, int]:
         if any(o.anchor == anchor for o in self.stack):
             raise ManifestInvalid(f"{self.where()}: alias *{anchor} is inside its own anchor "
                                   "(a recursive alias has no JSON value)", path=self.where())
@@ -171,21 +188,25 @@ class _Budget:
             raise ManifestInvalid(f"{self.where()}: alias *{anchor} has no anchor before it", path=self.where())
         return self.anchors[anchor]
 
-    def _finish(self, nodes: int, height: int, anchor: str | None) -> None:
+    def _finish(self, nodes: int, height: int, chars: int, anchor: str | None) -> None:
         """A node is complete: remember its anchor, and add it to the collection holding it."""
         if anchor is not None:
-            self.anchors[anchor] = (nodes, height)
+            self.anchors[anchor] = (nodes, height, chars)
         if self.stack:
             if len(self.stack) + height > MAX_DEPTH:
                 raise self.too_large(f"nests deeper than {MAX_DEPTH} levels (through aliases)")
             parent = self.stack[-1]
             parent.nodes += nodes
             parent.height = max(parent.height, height + 1)
+            parent.chars += chars
 
-    def _count(self, nodes: int) -> None:
+    def _count(self, nodes: int, chars: int) -> None:
         self.nodes += nodes
+        self.chars += chars
         if self.nodes > MAX_NODES:
             raise self.too_large(f"expands to more than {MAX_NODES} YAML nodes (aliases counted expanded)")
+        if self.chars > MAX_EXPANDED_CHARS:
+            raise self.too_large(f"expands to more than {MAX_EXPANDED_CHARS} characters (aliases counted expanded)")
 
 
 def _check_budget(data: bytes, source: str) -> None:

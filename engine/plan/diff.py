@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import attrs
 
-from udeploy.engine.load.catalog import LiveApplyMode, SourceKind
+from udeploy.engine.load.catalog import GATING_MODES, LiveApplyMode, SourceKind
 from udeploy.engine.load.desired import DesiredService
 from udeploy.engine.plan.model import Action, Blocked, BlockedReason
 from udeploy.engine.provider_api import ArtifactState, Presence, RuntimeState
 
 # The live-apply modes whose reason is a `BlockedReason` (the item keeps dryRunOnly/blockedReason, O3).
-GATING_MODES = frozenset({LiveApplyMode.BLOCKED, LiveApplyMode.PLAN_ONLY, LiveApplyMode.SUPERVISOR_GATED})
 
 
 @attrs.frozen

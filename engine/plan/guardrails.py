@@ -15,6 +15,7 @@ from typing import Any
 import attrs
 
 from udeploy.engine.errors import Diagnostic, Severity
+from udeploy.engine.load.catalog import GATING_MODES
 from udeploy.engine.load.k8s_manifest import K8sObject
 from udeploy.engine.plan.model import Action, GuardrailResult, Plan, StepKind
 
@@ -116,7 +117,7 @@ def _blocked_shape(ctx: GuardContext) -> Iterable[Diagnostic]:
             continue
         if s.blocked is None:  # the plan model refuses this; the check stays for the record (O3)
             yield _finding("blocked-without-reason", f"{s.id} is {s.action.value} without blockedReason", s.id)
-        elif s.item.get("liveApply", {}).get("mode") in ("blocked", "plan-only", "supervisor-gated") \
+        elif s.item.get("liveApply", {}).get("mode") in {m.value for m in GATING_MODES} \
                 and not isinstance(s.item.get("dryRunOnly"), bool):
             yield _finding("blocked-without-dry-run-only", f"{s.id} is {s.action.value} without dryRunOnly", s.id)
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from udeploy.engine.load.catalog import Catalog, EnvironmentSettings, LiveApplyMode, SourceKind
+from udeploy.engine.load.catalog import GATING_MODES, Catalog, EnvironmentSettings, LiveApplyMode, SourceKind
 from udeploy.engine.load.desired import DesiredService
 from udeploy.engine.load.upstream import for_service
 from udeploy.engine.provider_api import ArtifactState
@@ -81,7 +81,7 @@ def build_item(d: DesiredService, catalog: Catalog, settings: EnvironmentSetting
         item["boundary"] = dict(env.boundary)
     if env and env.excluded_targets:
         item["excludedTargets"] = list(env.excluded_targets)
-    if live and live.mode in (LiveApplyMode.BLOCKED, LiveApplyMode.PLAN_ONLY, LiveApplyMode.SUPERVISOR_GATED):
+    if live and live.mode in GATING_MODES:
         item["dryRunOnly"] = dry_run_only  # blockedReason beside it is the typed `ServiceChange.blocked`
     return item
 

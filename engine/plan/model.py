@@ -1,6 +1,6 @@
 """The plan: a frozen value (STYLE 1). Apply executes exactly this and nothing else (K1).
 
-Engine types know nothing about JSON; `engine.planfile` owns the wire format. A `reason` is for
+Engine types know nothing about JSON; `engine.plan.planfile` owns the wire format. A `reason` is for
 people; apply never branches on it, only on `action`, node `kind` and node `params`.
 """
 

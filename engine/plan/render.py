@@ -78,10 +78,10 @@ def to_text(plan: Plan) -> str:
     ids = [printable(s.id) for s in plan.services]
     width = min(max((len(i) for i in ids), default=0), TEXT_ID_WIDTH)
     for s, sid in zip(plan.services, ids, strict=True):
-        lines.append(f"  {SYMBOL[s.action]} {sid.ljust(width)}  {s.action.value:<11} "
-                     f"{shown(s.resolved_commit, 12)}  {printable(s.reason)}")
+        lines.append(f"  {SYMBOL[s.action]} {clip(sid, 10 * FIELD_CLIP).ljust(width)}  {s.action.value:<11} "
+                     f"{shown(s.resolved_commit, 12)}  {shown(s.reason, 10 * FIELD_CLIP)}")
         if s.drift:
-            lines.append(f"    {'':{width}}  drift: {printable(s.drift)}")
+            lines.append(f"    {'':{width}}  drift: {shown(s.drift, 10 * FIELD_CLIP)}")
     lines += ["", f"Plan: {summary_line(plan)}.", f"Steps: {len(plan.nodes)} nodes, {len(plan.edges)} edges."]
     failed = failed_guardrails(plan)
     lines.append("Guardrails: " + (f"{len(failed)} finding(s)" if failed else f"all {len(plan.guardrails)} passed"))

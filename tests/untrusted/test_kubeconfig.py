@@ -80,3 +80,33 @@ def test_issue9_plan_with_a_pull_requests_kubeconfig_is_refused_before_anything_
     assert r.json["error"]["code"] == ("manifest-invalid" if where == "relative" else "kubeconfig-refused"), r.json
     assert "Traceback" not in r.stderr
     assert not marker.exists()
+
+
+@pytest.mark.parametrize("section,inner,key", [("users", "user", "tokenFile"), ("users", "user", "client-key"),
+                                               ("users", "user", "client-certificate"),
+                                               ("clusters", "cluster", "certificate-authority")])
+def test_issue9_a_kubeconfig_never_makes_the_client_send_a_local_file(section: str, inner: str, key: str,
+                                                                      tmp_path: Path) -> None:
+    """A file the client would read and send to the kubeconfig's server (a way to post any file on
+    the bot to any server) is refused by name; only inline credentials are used."""
+    secret = tmp_path / "secret"
+    secret.write_text("S3CRET")
+    doc = hostile_kubeconfig(tmp_path / "ran")
+    doc["users"] = [{"name": "u", "user": {"token": "inline"}}]
+    entry = doc[section][0]  # type: ignore[index]
+    entry[inner] = {**({"server": "https://attacker.invalid"} if section == "clusters" else {}), key: str(secret)}
+    file = tmp_path / "kubeconfig.yaml"
+    file.write_text(yaml.safe_dump(doc))
+    with pytest.raises(KubeconfigRefused, match=key) as err:
+        new_client(file)
+    assert err.value.path == f"{file}#{section}[0].{inner}.{key}"
+
+
+@pytest.mark.parametrize("users", ["x", ["x"], [{"name": "u", "user": "x"}], [{"name": "u", "user": ["x"]}]])
+def test_issue9_a_kubeconfig_of_the_wrong_shape_is_refused_not_a_crash(users: object, tmp_path: Path) -> None:
+    doc = hostile_kubeconfig(tmp_path / "ran")
+    doc["users"] = users
+    file = tmp_path / "kubeconfig.yaml"
+    file.write_text(yaml.safe_dump(doc))
+    with pytest.raises(KubeconfigRefused):
+        new_client(file)

@@ -397,3 +397,23 @@ def test_issue_9_k3s_objects_named_by_config_json_must_be_strings(refs: tuple[An
     objects = parse_manifest(CONFIGMAP.encode(), "m.yaml")
     with pytest.raises(ManifestInvalid, match='"Kind/name" strings'):
         select(objects, refs, "m.yaml")
+
+
+def test_issue_9_one_long_string_aliased_many_times_is_input_too_large() -> None:
+    """Few nodes, but gigabytes of JSON: the expansion is counted in characters too."""
+    data = CONFIGMAP.encode() + b"---\nk: &s " + b"x" * 200_000 + b"\nl: [" + b"*s, " * 100 + b"*s]\n"
+    with pytest.raises(InputTooLarge, match="characters"):
+        parse_manifest(data, "m.yaml")
+
+
+@pytest.mark.parametrize("number", [b"0x" + b"f" * 4000, b"0" + b"7" * 5000, b"0b" + b"1" * 70, b"9" * 20],
+                         ids=["hex", "octal", "binary", "decimal"])
+def test_issue_9_integers_beyond_int64_in_any_base_are_refused(number: bytes) -> None:
+    with pytest.raises(ManifestInvalid, match="64 bits"):
+        parse_manifest(CONFIGMAP.encode() + b"---\nn: " + number + b"\n", "m.yaml")
+
+
+def test_issue_9_a_base_60_number_stays_text_as_the_api_server_reads_it() -> None:
+    [_, doc] = parse_manifest(CONFIGMAP.encode() + b"---\napiVersion: v1\nkind: ConfigMap\nmetadata: {name: p}\n"
+                              b"data: {ports: 8080:80, long: " + b"1:" * 50_000 + b"1}\n", "m.yaml")
+    assert doc.body["data"]["ports"] == "8080:80" and doc.body["data"]["long"].startswith("1:1:")
