@@ -267,11 +267,13 @@ def prepare_ts(case: Case, ws: Workspace, ex: Path) -> Prepared:
     entries, root = case.spec
     src = ex / "tree" / CODE_QUEUE_SRC
     shutil.copytree(FIXTURE / CODE_QUEUE_SRC, src)
+    made = []  # the entries actually created: a later entry never replaces an earlier one's name
     for entry in entries:
         what, name = entry[0], entry[1]
         path = src / (name if what == "dirloop" else f"{name}.ts")
         if path.is_symlink() or path.exists() or (path.parent.exists() and not path.parent.is_dir()):
             continue  # an earlier entry took this name
+        made.append(entry)
         if what == "file":
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_bytes(entry[2].replace(b"%MARK%", str(ws.marker_abs).encode()))
@@ -280,11 +282,11 @@ def prepare_ts(case: Case, ws: Workspace, ex: Path) -> Prepared:
             path.symlink_to(".")
         else:
             _entry(path, what)
-    unreadable = [e[1] for e in entries if e[0] in UNREADABLE]
+    unreadable = sorted({e[0] for e in made if e[0] in UNREADABLE})
 
     def believe(run: Run) -> str | None:
         if unreadable and run.exit_code == 0:
-            return f"guard ok although {sorted({e[0] for e in entries if e[0] in UNREADABLE})} entries are unreadable"
+            return f"guard ok although {unreadable} entries are unreadable"
         return None
 
     return Prepared(("guard", "code-queue-source", "--root", root), True, believe=believe,
