@@ -21,8 +21,8 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from udeploy.engine.checks.manifest_rules import check_exposure
 from udeploy.engine.errors import ManifestInvalid
+from udeploy.engine.load.k8s_exposure import exposures
 from udeploy.engine.load.k8s_manifest import K8sObject, parse_manifest, select
 from udeploy.engine.provider_api import StepResult
 from udeploy.providers import k3s_facts as facts
@@ -124,7 +124,7 @@ def refusals(objects: Sequence[K8sObject], namespace: str, *, allow_namespace: b
             out.append(f"{o.ref} is cluster-scoped; only objects in namespace {namespace} are applied")
         elif o.namespace not in (None, namespace):
             out.append(f"{o.ref} is in namespace {o.namespace}, not {namespace}")
-    out += [f"E2: {d.summary}" for d in check_exposure("", tuple(objects))]
+    out += [f"E2: {o.ref} {why}" for o in objects for why in exposures(o)]
     return out
 
 

@@ -27,6 +27,7 @@ import kubernetes_validate
 from kubernetes.utils import parse_quantity
 
 from udeploy.engine.errors import Diagnostic, Severity
+from udeploy.engine.load.k8s_exposure import containers, exposures, get_path, items_at, objects_at, pod_spec
 from udeploy.engine.load.k8s_manifest import K8sObject, api_version_problem, kind_problem
 
 DEV_NAMESPACE = "unidesk-dev"
@@ -43,7 +44,6 @@ CORE_INTERNAL_URL = "http://backend-core-dev.unidesk-dev.svc.cluster.local:8080"
 # D2: what a dev object must never reach: production Service DNS names and the production hostPath repo.
 PROD_SERVICE_DNS = re.compile(rf"\b[a-z0-9-]+\.{PROD_NAMESPACE}\.svc\b")
 PROD_HOST_PATHS = ("/home/ubuntu/cq-deploy",)
-WORKLOADS = {"Pod", "Deployment", "StatefulSet", "DaemonSet", "ReplicaSet", "Job", "CronJob"}
 SERVICE_ID_LABEL = "unidesk.ai/service-id"
 
 
@@ -58,7 +58,7 @@ class RuleSet:
 
     def claims(self, o: K8sObject) -> bool:
         """Selection follows the objects, not the file name: by kind and name, or by label in the dev namespace."""
-        labelled = _get(o.body, "metadata", "labels", SERVICE_ID_LABEL)
+        labelled = get_path(o.body, "metadata", "labels", SERVICE_ID_LABEL)
         return o.ref in self.objects or (o.namespace == DEV_NAMESPACE and isinstance(labelled, str)
                                          and labelled in self.service_ids)
 
@@ -130,55 +130,22 @@ def check_manifest(path: str, objects: tuple[K8sObject, ...]) -> tuple[Diagnosti
 
 # --- object helpers ---------------------------------------------------------------------------
 
-def _get(body: Any, *keys: str | int) -> Any:
-    for k in keys:
-        if isinstance(k, int):
-            body = body[k] if isinstance(body, list) and len(body) > k else None
-        else:
-            body = body.get(k) if isinstance(body, Mapping) else None
-    return body
-
-
-def _items(body: Any, *keys: str | int) -> list[Any]:
-    """The list at `keys`, or [] when it is missing or not a list (`ports: 5` is a schema finding, not a crash)."""
-    found = _get(body, *keys)
-    return found if isinstance(found, list) else []
-
-
-def _objects_at(body: Any, *keys: str | int) -> list[Mapping[str, Any]]:
-    return [item for item in _items(body, *keys) if isinstance(item, Mapping)]
-
-
 def _scalars(values: Iterable[Any]) -> set[Hashable]:
     """The hashable values (a list where a port number belongs is simply not that port)."""
     return {v for v in values if isinstance(v, str | int | float | bool) or v is None}
 
 
-def pod_spec(obj: K8sObject) -> Mapping[str, Any]:
-    if obj.kind not in WORKLOADS:
-        return {}
-    spec = obj.body.get("spec")
-    if obj.kind == "CronJob":
-        spec = _get(spec, "jobTemplate", "spec")
-    found = spec if obj.kind == "Pod" else _get(spec, "template", "spec")
-    return found if isinstance(found, Mapping) else {}
-
-
-def containers(obj: K8sObject) -> list[Mapping[str, Any]]:
-    spec = pod_spec(obj)
-    return [c for key in ("initContainers", "containers", "ephemeralContainers") for c in _objects_at(spec, key)]
-
-
 def _env_value(obj: K8sObject, name: str) -> Any:
-    return next((e.get("value") for c in containers(obj) for e in _objects_at(c, "env") if e.get("name") == name),
+    return next((e.get("value") for c in containers(obj) for e in objects_at(c, "env") if e.get("name") == name),
                 None)
 
 
 def _refs(obj: K8sObject, kind: str) -> set[str]:
     """Names of the ConfigMaps (kind="configMap") or Secrets ("secret") a pod template reads."""
-    names = [_get(src, f"{kind}Ref", "name") for c in containers(obj) for src in _items(c, "envFrom")]
-    names += [_get(e, "valueFrom", f"{kind}KeyRef", "name") for c in containers(obj) for e in _items(c, "env")]
-    names += [_get(v, kind, "secretName" if kind == "secret" else "name") for v in _items(pod_spec(obj), "volumes")]
+    names = [get_path(src, f"{kind}Ref", "name") for c in containers(obj) for src in items_at(c, "envFrom")]
+    names += [get_path(e, "valueFrom", f"{kind}KeyRef", "name") for c in containers(obj) for e in items_at(c, "env")]
+    name_key = "secretName" if kind == "secret" else "name"
+    names += [get_path(v, kind, name_key) for v in items_at(pod_spec(obj), "volumes")]
     return {n for n in names if isinstance(n, str)}
 
 
@@ -235,21 +202,7 @@ def check_exposure(path: str, objects: tuple[K8sObject, ...]) -> Iterator[Diagno
     """E2: ClusterIP Services only; no NodePort, externalIPs, hostPort or hostNetwork."""
     finding = _finder("E2", path)
     for o in objects:
-        if o.kind == "Service":
-            kind = _get(o.body, "spec", "type") or "ClusterIP"
-            if kind != "ClusterIP":
-                yield finding(o.ref, f"{o.ref} is type {kind}; Services must be ClusterIP")
-            for port in _objects_at(o.body, "spec", "ports"):
-                if port.get("nodePort") is not None:
-                    yield finding(o.ref, f"{o.ref} sets nodePort {port['nodePort']}")
-            if _get(o.body, "spec", "externalIPs"):
-                yield finding(o.ref, f"{o.ref} sets externalIPs (a public business port)")
-        if pod_spec(o).get("hostNetwork"):
-            yield finding(o.ref, f"{o.ref} sets hostNetwork: true")
-        for c in containers(o):
-            for port in _objects_at(c, "ports"):
-                if port.get("hostPort") is not None:
-                    yield finding(o.ref, f"{o.ref} container {c.get('name')} sets hostPort {port['hostPort']}")
+        yield from (finding(o.ref, f"{o.ref} {why}") for why in exposures(o))
 
 
 # --- D2: dev manifests never touch production ----------------------------------------------------
@@ -311,19 +264,19 @@ def check_foundation(path: str, objects: tuple[K8sObject, ...]) -> Iterator[Diag
     finding = _finder("D1", path)
     yield from check_object_set("D1", path, objects)
     for o in _in_scope("D1", objects):
-        if o.kind == "ResourceQuota" and not _get(o.body, "spec", "hard"):
+        if o.kind == "ResourceQuota" and not get_path(o.body, "spec", "hard"):
             yield finding(o.ref, f"{o.ref} sets no spec.hard quota")
-        defaults = [_get(limit, "default") for limit in _items(o.body, "spec", "limits")
-                    if _get(limit, "type") == "Container"]
-        if o.kind == "LimitRange" and not any(_get(d, "cpu") and _get(d, "memory") for d in defaults):
+        defaults = [get_path(limit, "default") for limit in items_at(o.body, "spec", "limits")
+                    if get_path(limit, "type") == "Container"]
+        if o.kind == "LimitRange" and not any(get_path(d, "cpu") and get_path(d, "memory") for d in defaults):
             yield finding(o.ref, f"{o.ref} sets no default cpu and memory limits for containers")
         if o.ref == "StatefulSet/postgres-dev":
-            claims = _items(o.body, "spec", "volumeClaimTemplates")
-            if not any(_quantity_is(_get(c, "spec", "resources", "requests", "storage"), "5Gi") for c in claims):
+            claims = items_at(o.body, "spec", "volumeClaimTemplates")
+            if not any(_quantity_is(get_path(c, "spec", "resources", "requests", "storage"), "5Gi") for c in claims):
                 yield finding(o.ref, f"{o.ref} must claim a 5Gi persistent volume")
             for c in containers(o):
                 bounds = [f"{kind}.{res}" for kind in ("requests", "limits") for res in ("cpu", "memory")
-                          if _get(c, "resources", kind, res) is None]
+                          if get_path(c, "resources", kind, res) is None]
                 if bounds:
                     yield finding(o.ref, f"{o.ref} container {c.get('name')} has no {', '.join(bounds)}")
         if o.ref == "Job/unidesk-dev-db-migrate" and (
@@ -341,9 +294,9 @@ def check_core(path: str, objects: tuple[K8sObject, ...]) -> Iterator[Diagnostic
             yield from _uses_dev_runtime(o, finding)
     for ref in ("Deployment/backend-core-dev", "Service/backend-core-dev"):
         if backend := by_ref.get(ref):
-            ports = (_scalars(_get(p, "containerPort") for c in containers(backend) for p in _items(c, "ports"))
+            ports = (_scalars(get_path(p, "containerPort") for c in containers(backend) for p in items_at(c, "ports"))
                      if backend.kind == "Deployment"
-                     else _scalars(_get(p, "port") for p in _items(backend.body, "spec", "ports")))
+                     else _scalars(get_path(p, "port") for p in items_at(backend.body, "spec", "ports")))
             if not {8080, 8081} <= ports:
                 yield finding(ref, f"{ref} must expose 8080 (HTTP) and 8081 (provider ingress)")
     frontend = by_ref.get("Deployment/frontend-dev")
@@ -358,16 +311,16 @@ def check_code_queue(path: str, objects: tuple[K8sObject, ...]) -> Iterator[Diag
         if o.kind == "Deployment":
             yield from _uses_dev_runtime(o, finding)
             for c in containers(o):
-                if _get(c, "resources", "limits", "cpu") is None:
+                if get_path(c, "resources", "limits", "cpu") is None:
                     yield finding(o.ref, f"{o.ref} container {c.get('name')} sets no CPU limit")
         if o.ref == "Deployment/code-queue-scheduler-dev":
-            if _get(o.body, "spec", "strategy", "type") != "Recreate":
+            if get_path(o.body, "spec", "strategy", "type") != "Recreate":
                 yield finding(o.ref, f"{o.ref} must use the Recreate strategy")
-            if not any(_quantity_is(_get(c, "resources", "limits", "memory"), "5Gi") for c in containers(o)):
+            if not any(_quantity_is(get_path(c, "resources", "limits", "memory"), "5Gi") for c in containers(o)):
                 yield finding(o.ref, f"{o.ref} must set a 5Gi memory limit")
         if o.kind == "Service":
-            ports = [_get(p, "port") for p in _items(o.body, "spec", "ports")]
-            if (_get(o.body, "spec", "type") or "ClusterIP") != "ClusterIP" or not ports \
+            ports = [get_path(p, "port") for p in items_at(o.body, "spec", "ports")]
+            if (get_path(o.body, "spec", "type") or "ClusterIP") != "ClusterIP" or not ports \
                     or any(port != 4222 for port in ports):
                 yield finding(o.ref, f"{o.ref} must be a ClusterIP Service on port 4222 only (ports: {ports})")
 
@@ -381,12 +334,12 @@ CHECKS: Mapping[str, Callable[[str, tuple[K8sObject, ...]], Iterable[Diagnostic]
 def db_guard_script(objects: Iterable[K8sObject]) -> str | None:
     """D5: the guard script the foundation ships in its ConfigMap, or None."""
     o = next((o for o in objects if o.ref == DB_GUARD[0]), None)
-    script = _get(o.body, "data", DB_GUARD[1]) if o else None
+    script = get_path(o.body, "data", DB_GUARD[1]) if o else None
     return script if isinstance(script, str) else None
 
 
 def dev_database_url(objects: Iterable[K8sObject]) -> str | None:
     """The dev DATABASE_URL from the runtime Secret template's stringData, if it has one."""
     o = next((o for o in objects if o.ref == f"Secret/{DEV_RUNTIME_SECRET}"), None)
-    url = _get(o.body, "stringData", "DATABASE_URL") if o else None
+    url = get_path(o.body, "stringData", "DATABASE_URL") if o else None
     return url if isinstance(url, str) else None

@@ -16,6 +16,7 @@ import attrs
 
 from udeploy.engine.errors import Diagnostic, Severity
 from udeploy.engine.load.catalog import GATING_MODES
+from udeploy.engine.load.k8s_exposure import exposures
 from udeploy.engine.load.k8s_manifest import K8sObject
 from udeploy.engine.plan.model import Action, GuardrailResult, Plan, StepKind
 
@@ -151,20 +152,7 @@ def _k3s_target(ctx: GuardContext) -> Iterable[Diagnostic]:
                            "containerd socket", n.service)
     for sid, objects in ctx.k3s_objects.items():
         for o in objects:
-            yield from (_finding("public-exposure", f"{sid}: {o.ref} {why}", sid) for why in _exposure(o))
-
-
-def _exposure(o: K8sObject) -> Iterable[str]:
-    spec = o.body.get("spec", {}) or {}
-    if o.kind == "Service" and spec.get("type", "ClusterIP") != "ClusterIP":
-        yield f"is type {spec.get('type')}, not ClusterIP"
-    template = (spec.get("template") or {}).get("spec") or {}
-    for c in template.get("containers", []) or []:
-        for p in c.get("ports", []) or []:
-            if "hostPort" in p:
-                yield f"container {c.get('name')} uses hostPort {p['hostPort']}"
-    if template.get("hostNetwork"):
-        yield "uses hostNetwork"
+            yield from (_finding("public-exposure", f"{sid}: {o.ref} {why}", sid) for why in exposures(o))
 
 
 @guardrail("M5", "full-commit-shas", "Every service is planned at a full 40-character commit.")
