@@ -320,6 +320,22 @@ def image_mirror(catalog: object) -> ImageMirror:
 # manifest's objects are `engine.load.k8s_manifest.K8sObject` values; they are `Any` here because
 # this protocol sits below the load phase.
 
+@attrs.frozen
+class DbGuardRequest:
+    """D5's inputs, which the engine takes out of a manifest: the guard script and the dev URL."""
+
+    manifest: str  # the manifest's path, as validate names it
+    config_map: str  # "ConfigMap/<name>": the object that ships the script
+    key: str  # its data key, e.g. "db-guard.sh"
+    script: str | None  # None: the manifest ships no guard script (a finding, whatever else)
+    dev_database_url: str | None  # the dev Secret template's DATABASE_URL, if it has one
+    address: str  # where D5 findings point ("<manifest>#ConfigMap/<name>")
+
+    @property
+    def source(self) -> str:
+        return f"{self.config_map}#{self.key}"
+
+
 @runtime_checkable
 class DbGuardRunner(Protocol):
     """D5: runs a manifest's db-guard script away from this machine; whatever goes wrong is a finding."""
@@ -330,7 +346,7 @@ class DbGuardRunner(Protocol):
         the operator's `--skip-db-guard`."""
         ...
 
-    def run(self, path: str, objects: Sequence[Any]) -> tuple[dict[str, Any], list[Diagnostic]]:
+    def run(self, request: DbGuardRequest) -> tuple[dict[str, Any], list[Diagnostic]]:
         """The report for one manifest's `dbGuard` entry, and its D5 findings."""
         ...
 

@@ -21,7 +21,7 @@ import re
 import subprocess
 import tarfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
@@ -34,9 +34,8 @@ import requests.exceptions
 from docker.models.containers import Container
 from docker.types import LogConfig, Ulimit
 
-from udeploy.engine.checks.manifest_rules import DB_GUARD, address, db_guard_script, dev_database_url
 from udeploy.engine.errors import Diagnostic, Severity, UdeployError
-from udeploy.engine.load.k8s_manifest import K8sObject
+from udeploy.engine.provider_api import DbGuardRequest
 
 # D5 inputs: the dev URL must pass (the Secret template's own, else this one); each of these
 # production-looking URLs must be refused.
@@ -186,28 +185,28 @@ class DbGuardSandbox:
             self._client.close()
             self._client = None
 
-    def run(self, path: str, objects: Sequence[K8sObject]) -> tuple[dict[str, Any], list[Diagnostic]]:
+    def run(self, request: DbGuardRequest) -> tuple[dict[str, Any], list[Diagnostic]]:
         """D5 for one manifest: the guard in the sandbox, the dev URL must pass, production-looking ones fail."""
         def finding(summary: str) -> Diagnostic:
-            return Diagnostic(Severity.ERROR, "D5", summary, address=address(path, DB_GUARD[0]))
+            return Diagnostic(Severity.ERROR, "D5", summary, address=request.address)
 
-        script = db_guard_script(objects)
+        script, name = request.script, request.key
         if script is None:
-            return {"ran": False}, [finding(f"{DB_GUARD[0]} has no {DB_GUARD[1]} to run")]
+            return {"ran": False}, [finding(f"{request.config_map} has no {name} to run")]
         if self.skip:
             return {"ran": False, "skipped": True}, []
-        cases = [Case(dev_database_url(objects) or FALLBACK_DEV_URL, True), *(Case(u, False) for u in PROD_LIKE_URLS)]
+        cases = [Case(request.dev_database_url or FALLBACK_DEV_URL, True), *(Case(u, False) for u in PROD_LIKE_URLS)]
         try:
-            _refuse_unrunnable(script, cases)
+            _refuse_unrunnable(script, cases, name)
             image = self._ensure_image()
-            runs = self._run_cases(path, image, script, cases)
+            runs = self._run_cases(request.manifest, image, script, cases)
         except SandboxUnavailable as exc:
             return ({"ran": False, "sandbox": {"engine": self.engine}},
                     [finding(f"the db guard could not run in the sandbox on {self.engine}: {exc.message}")])
-        findings = [finding(_verdict(case, run)) for case, run in zip(cases, runs, strict=True)
+        findings = [finding(_verdict(case, run, name)) for case, run in zip(cases, runs, strict=True)
                     if run["timedOut"] or run["accepted"] != case.should_pass]
         sandbox = {"engine": self.engine, "image": image, "limits": self.limits.to_json()}
-        return {"ran": True, "script": f"{DB_GUARD[0]}#{DB_GUARD[1]}", "sandbox": sandbox, "runs": runs}, findings
+        return {"ran": True, "script": request.source, "sandbox": sandbox, "runs": runs}, findings
 
     def _connect(self) -> docker.DockerClient:
         if self._unavailable is not None:
@@ -314,18 +313,18 @@ class DbGuardSandbox:
             time.sleep(POLL_S)
 
 
-def _refuse_unrunnable(script: str, cases: list[Case]) -> None:
+def _refuse_unrunnable(script: str, cases: list[Case], name: str) -> None:
     if len(script.encode(errors="surrogatepass")) > MAX_SCRIPT_BYTES:
-        raise SandboxUnavailable(f"{DB_GUARD[1]} is larger than {MAX_SCRIPT_BYTES // 1024} KiB")
+        raise SandboxUnavailable(f"{name} is larger than {MAX_SCRIPT_BYTES // 1024} KiB")
     if any("\0" in text for text in (script, *(c.url for c in cases))):
-        raise SandboxUnavailable(f"{DB_GUARD[1]} or the dev DATABASE_URL contains a NUL byte")
+        raise SandboxUnavailable(f"{name} or the dev DATABASE_URL contains a NUL byte")
 
 
-def _verdict(case: Case, run: dict[str, Any]) -> str:
+def _verdict(case: Case, run: dict[str, Any], name: str) -> str:
     if run["timedOut"]:
-        return f"{DB_GUARD[1]} timed out on DATABASE_URL {run['databaseUrl']}"
+        return f"{name} timed out on DATABASE_URL {run['databaseUrl']}"
     verb = "rejected the dev" if case.should_pass else "accepted the production-looking"
-    return f"{DB_GUARD[1]} {verb} DATABASE_URL {run['databaseUrl']}"
+    return f"{name} {verb} DATABASE_URL {run['databaseUrl']}"
 
 
 def _kill(container: Container) -> None:

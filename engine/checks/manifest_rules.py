@@ -29,6 +29,7 @@ from kubernetes.utils import parse_quantity
 from udeploy.engine.errors import Diagnostic, Severity
 from udeploy.engine.load.k8s_exposure import containers, exposures, get_path, items_at, objects_at, pod_spec
 from udeploy.engine.load.k8s_manifest import K8sObject, api_version_problem, kind_problem
+from udeploy.engine.provider_api import DbGuardRequest
 
 DEV_NAMESPACE = "unidesk-dev"
 PROD_NAMESPACE = "unidesk"
@@ -329,6 +330,13 @@ CHECKS: Mapping[str, Callable[[str, tuple[K8sObject, ...]], Iterable[Diagnostic]
     SCHEMA: check_schema, "E2": check_exposure, "D2": check_dev_isolation,
     "D1": check_foundation, "D3": check_core, "D4": check_code_queue,
 }
+
+
+def db_guard_request(path: str, objects: Iterable[K8sObject]) -> DbGuardRequest:
+    """D5's inputs from one manifest, for the db-guard capability."""
+    objects = tuple(objects)
+    return DbGuardRequest(manifest=path, config_map=DB_GUARD[0], key=DB_GUARD[1], script=db_guard_script(objects),
+                          dev_database_url=dev_database_url(objects), address=address(path, DB_GUARD[0]))
 
 
 def db_guard_script(objects: Iterable[K8sObject]) -> str | None:

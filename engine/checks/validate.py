@@ -31,6 +31,7 @@ from udeploy.engine.checks.manifest_rules import (
     KUBERNETES_VERSION,
     address,
     check_manifest,
+    db_guard_request,
     rule_sets_for,
     rules_for,
     split_address,
@@ -194,7 +195,7 @@ def report(m: Loaded, db_guard: DbGuardRunner, dry_runner: ManifestDryRunner | N
     findings = [d for d in m.findings if d.severity is Severity.ERROR]
     guard_report: Mapping[str, Any] | None = None
     if "D5" in rules:
-        guard_report, guard_findings = db_guard.run(m.path, m.objects)
+        guard_report, guard_findings = db_guard.run(db_guard_request(m.path, m.objects))
         findings += guard_findings
     dry_run = tuple(dry_runner.run(o) for o in m.objects) if dry_runner else None
     findings += [Diagnostic(Severity.ERROR, DRY_RUN, f"{r['object']}: {r['message']}",
