@@ -8,6 +8,7 @@ match (tampered) or whose format it does not know, before trusting anything in i
 
 from __future__ import annotations
 
+import codecs
 import hashlib
 import json
 import re
@@ -151,6 +152,8 @@ def read_plan(path: Path) -> Plan:
         doc = parse_json(data, shown(path), error=PlanTampered, max_bytes=MAX_PLAN_BYTES)
     except InputTooLarge as exc:
         raise PlanTooLarge(exc.message, path=exc.path, details=exc.details) from None
+    if data.startswith(codecs.BOM_UTF8):  # json.loads would skip it; udeploy never writes one
+        raise PlanTampered(f"{shown(path)} starts with a byte order mark: not a plan udeploy wrote", path=shown(path))
     if not isinstance(doc, dict):
         raise PlanTampered(f"{shown(path)} is not a plan document", path=shown(path))
     digest = doc.get("digest")

@@ -169,3 +169,12 @@ def test_issue9_plan_file_that_is_a_directory_or_fifo(shared_sample: tuple[Sampl
     os.mkfifo(tmp_path / "fifo.json")
     for path, kind in ((tmp_path, "directory"), (tmp_path / "fifo.json", "FIFO")):
         assert kind in str(_error(cli("show", str(path)), "input-unreadable")["message"])
+
+
+def test_issue9_a_plan_file_with_a_byte_order_mark_is_refused(shared_sample: tuple[SampleRepo, Cli],
+                                                              tmp_path: Path) -> None:
+    """json.loads skips a BOM, so the content (and its digest) would still match: the bytes did not."""
+    _, cli = shared_sample
+    path = _plan_file(cli, tmp_path)
+    path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
+    _error(cli("show", str(path), "--format", "markdown"), "plan-tampered", exit_code=4)
