@@ -95,10 +95,18 @@ class Validation:
 
 # --- config.json, read as untrusted JSON ----------------------------------------------------------
 
+def _is_file(path: Path) -> bool:
+    """A regular file is there; a name too long for the file system is simply not one."""
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
 def read_config(repo: Path) -> Any:
     """config.json under `repo`, checked against its JSON Schema (`manifest-invalid` naming the path)."""
     config = repo / "config.json"
-    if not config.is_file():
+    if not _is_file(config):
         raise UsageError(f"no config.json under {repo}: pass --repo or --manifest", path=str(config))
     doc = parse_json(read_input(config, label="config.json", max_bytes=MAX_MANIFEST_BYTES, error=ManifestInvalid),
                      str(config))
@@ -209,7 +217,7 @@ def validate(request: ValidateRequest, say: Callable[[str], None] = lambda _: No
     optional dry-run through their capabilities, which are always closed again."""
     repo = request.repo
     # With --manifest, config.json is optional (it may name the kubeconfig); without, it lists the manifests.
-    config: Any = read_config(repo) if not request.manifests or (repo / "config.json").is_file() else None
+    config: Any = read_config(repo) if not request.manifests or _is_file(repo / "config.json") else None
     targets = [(str(p), p) for p in request.manifests] if request.manifests else repo_manifests(repo, config)
     say(f"validating {len(targets)} manifest(s)")
     loaded = [load(label, file) for label, file in targets]

@@ -98,6 +98,9 @@ def _allowed() -> str:
     return "https://, ssh://, user@host:path, file:///"
 
 
+MAX_REF_BYTES = 255  # a branch is one file name under refs/heads/ on most file systems
+
+
 def check_ref(ref: object, path: str) -> str:
     """`ref` if it is a branch git accepts (`origin/<branch>` or `<branch>`); else `RefRefused`.
 
@@ -117,6 +120,11 @@ def ref_problem(branch: str) -> str | None:
     """Why `refs/heads/<branch>` breaks git's refname rules, or None when it is valid."""
     if not branch:
         return "it is empty"
+    try:
+        if len(branch.encode("utf-8")) > MAX_REF_BYTES:
+            return f"it is longer than {MAX_REF_BYTES} bytes"
+    except UnicodeEncodeError:
+        return "it is not valid Unicode (a lone surrogate)"
     if branch.startswith("-"):
         return "it starts with '-'"
     if any(ord(c) < 0x20 or ord(c) == 0x7F or c in REF_FORBIDDEN for c in branch):

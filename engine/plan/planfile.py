@@ -140,6 +140,25 @@ class PlanInvalid(PlanRefused):
     code = "plan-invalid"
 
 
+# What one plan may hold before reading it costs more than any fleet needs: a 1000-service plan has
+# about 6,000 nodes; validating 100,000 takes tens of seconds (the schema check is linear but slow).
+MAX_PLAN_NODES = 60_000
+MAX_PLAN_SERVICES = 12_000
+
+
+def _refuse_oversized(doc: Any, path: Path) -> None:
+    """Count before any schema or digest work: a crafted plan must not make reading it the attack."""
+    graph = doc.get("graph") if isinstance(doc, dict) else None
+    counts = {"graph nodes": graph.get("nodes") if isinstance(graph, dict) else None,
+              "graph edges": graph.get("edges") if isinstance(graph, dict) else None,
+              "services": doc.get("services") if isinstance(doc, dict) else None}
+    limits = {"graph nodes": MAX_PLAN_NODES, "graph edges": 4 * MAX_PLAN_NODES, "services": MAX_PLAN_SERVICES}
+    for what, items in counts.items():
+        if isinstance(items, list) and len(items) > limits[what]:
+            raise PlanTooLarge(f"{shown(path)} has {len(items)} {what}; a plan holds at most {limits[what]}",
+                               path=shown(path), details={"count": len(items), "limit": limits[what]})
+
+
 def read_plan(path: Path) -> Plan:
     """A plan file back as a value, refused unless its digest and format check out.
 
@@ -154,6 +173,7 @@ def read_plan(path: Path) -> Plan:
         raise PlanTooLarge(exc.message, path=exc.path, details=exc.details) from None
     if data.startswith(codecs.BOM_UTF8):  # json.loads would skip it; udeploy never writes one
         raise PlanTampered(f"{shown(path)} starts with a byte order mark: not a plan udeploy wrote", path=shown(path))
+    _refuse_oversized(doc, path)
     if not isinstance(doc, dict):
         raise PlanTampered(f"{shown(path)} is not a plan document", path=shown(path))
     digest = doc.get("digest")

@@ -271,7 +271,10 @@ def check(run: Run, prepared: Prepared) -> list[tuple[str, str]]:
     if run.exit_code not in range(5):
         found.append(("bad-exit", f"exit {run.exit_code}"))
     doc = _one_json(run.stdout)
-    if prepared.renders_json or run.exit_code != 0:
+    # `--help` is eager: click prints the help text and exits 0 whatever else the line says. That is
+    # the contract (human text on request), so only a failing `--help` run must still answer in JSON.
+    asked_help = "--help" in prepared.argv and run.exit_code == 0
+    if (prepared.renders_json or run.exit_code != 0) and not asked_help:
         if doc is _NOT_JSON or not run.stdout_utf8:
             found.append(("non-json", f"exit {run.exit_code}, stdout starts {run.stdout[:80]!r}"))
     if isinstance(doc, dict) and isinstance(doc.get("error"), dict) and doc["error"].get("code") == "internal-error":

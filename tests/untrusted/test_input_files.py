@@ -178,3 +178,27 @@ def test_issue9_a_plan_file_with_a_byte_order_mark_is_refused(shared_sample: tup
     path = _plan_file(cli, tmp_path)
     path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes())
     _error(cli("show", str(path), "--format", "markdown"), "plan-tampered", exit_code=4)
+
+
+@pytest.mark.parametrize("ref", ["é" * 200, "\ud800", "-" * 2 + "upload-pack=x"])
+def test_issue9_a_ref_too_long_not_unicode_or_an_option_is_refused_before_git(
+        ref: str, shared_sample: tuple[SampleRepo, Cli]) -> None:
+    _, cli = shared_sample
+    _error(cli("artifact", "status", "--ref", ref), "ref-refused")
+
+
+def test_issue9_validate_repo_with_a_name_too_long_is_a_usage_error(shared_sample: tuple[SampleRepo, Cli],
+                                                                    tmp_path: Path) -> None:
+    _, cli = shared_sample
+    _error(cli("validate", "--repo", str(tmp_path / ("a" * 300))), "usage")
+
+
+def test_issue9_a_plan_with_too_many_nodes_is_refused_before_any_schema_work(tmp_path: Path,
+                                                                           shared_sample: tuple[SampleRepo,
+                                                                                                Cli]) -> None:
+    _, cli = shared_sample
+    doc: dict[str, object] = {"formatVersion": 1, "services": [],
+                              "graph": {"nodes": [{"id": f"n{i}"} for i in range(60_001)], "edges": []}}
+    path = _write(tmp_path / "big.json", json.dumps(_redigest(doc)))
+    error = _error(cli("show", str(path)), "input-too-large", exit_code=4)
+    assert error["details"] == {"count": 60_001, "limit": 60_000}
