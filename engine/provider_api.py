@@ -5,7 +5,7 @@ one `config.json` host (or none). What the engine may ask of it is a capability,
 checked at run time (`capable`) when the provider is handed out:
 
 - `Provider`, a runtime (compose-host, k3s-native): `observe` (read live state, never change it),
-  `execute` (perform one plan step), `verify` (prove a step converged);
+  `plan_steps` (one service's step chain, from its desired state), `execute` (perform one step);
 - `StepExecutor` (`execute` alone), `ArtifactReader` (registry reads), `SecretReader` (P7
   presence), `RuntimeChecks` (E3, E5);
 - `SourceReader` (git objects at a ref), `ImagePublisher` (C1), `ImageMirror` (P10);
@@ -110,6 +110,54 @@ class RuntimeState:
                             "commit": self.live_commit})
 
 
+class StepKind(enum.Enum):
+    """What a plan step does. The vocabulary is shared: the engine plans `verify-artifact` and
+    `apply-prerequisite` itself, a provider's `plan_steps` picks the others, and guardrails and the
+    apply walk read a step's kind, never its provider."""
+
+    APPLY_PREREQUISITE = "apply-prerequisite"  # e.g. the dev foundation manifest
+    VERIFY_ARTIFACT = "verify-artifact"  # registry: the commit image exists, labels match (C2, C3)
+    TRANSFER_IMAGE = "transfer-image"  # a Docker engine: pull or stream the artifact, retag (C3)
+    IMPORT_IMAGE = "import-image"  # k3s: ctr images import into the k3s containerd (C2)
+    EXPORT_SOURCE = "export-source"  # target-side build: git archive of the commit (B1)
+    BUILD_IMAGE = "build-image"  # target-side build only, never for an artifact consumer (C4)
+    GUARD_SOURCE = "guard-source"  # code-queue hostPath import guard (G1)
+    APPLY_OBJECTS = "apply-objects"  # k3s: only the selected objects of the manifest
+    STAMP = "stamp"  # UNIDESK_DEPLOY_* env / annotations (V2)
+    RECREATE = "recreate"  # replace the running container(s) with the new image
+    ROLLOUT = "rollout"  # k3s: wait for the Deployment rollout
+    VERIFY_LIVE = "verify-live"  # the running service reports the requested commit (V4)
+
+
+@attrs.frozen
+class ArtifactRef:
+    """The verified image a deploy runs (C2, C3): what the registry step checked, so the runtime
+    steps pull exactly it and verify-live can prove the container runs it."""
+
+    image: str  # registry reference (`host:port/repo:tag`, or `…@sha256:…` for a P10 mirror)
+    labels: Mapping[str, str]  # the labels it must carry (V1, or the upstream artifact's OCI labels)
+    digest: str | None = None  # P10: the pinned manifest digest; None for our own builds
+
+
+@attrs.frozen
+class DeployRequest:
+    """One deploying service, as the engine joined it: the input of `Provider.plan_steps`."""
+
+    service: Any  # engine.load.desired.DesiredService: ids, commits, the catalog entry, the environment
+    target: Any  # engine.load.catalog.Target: the host and the provider's own target section
+    artifact: ArtifactRef | None  # None: built on the target from source (B1-B4, local-manifest mode)
+    manifest_commit: str | None  # the commit config.json and the manifests were read at (M7)
+    manifest_remote: str | None  # the remote they were read from (redacted); None for a local manifest
+
+
+@attrs.frozen
+class PlannedStep:
+    """One step of a service's chain; the engine names it `<service>/<kind>` and runs the chain in order."""
+
+    kind: StepKind
+    params: Mapping[str, Any]  # everything `execute` needs, JSON-shaped: it is written to the plan file
+
+
 @attrs.frozen
 class ObserveRequest:
     service_id: str
@@ -123,7 +171,7 @@ class StepRequest:
     """One plan node to execute; `params` are the node's recorded parameters from the plan file."""
 
     node_id: str
-    kind: str
+    kind: StepKind = attrs.field(converter=StepKind)
     service_id: str
     params: Mapping[str, Any]
     dry_run: bool = False
@@ -145,14 +193,20 @@ class StepExecutor(Protocol):
 
 @runtime_checkable
 class Provider(StepExecutor, Protocol):
-    """A runtime provider (compose-host, k3s-native): reads a service's live state, runs its steps,
-    proves they converged."""
+    """A runtime provider (compose-host, k3s-native, or one installed from elsewhere): reads a
+    service's live state, plans the steps that deploy it, runs them."""
 
     name: ClassVar[str]
 
     def observe(self, request: ObserveRequest) -> RuntimeState: ...
 
-    def verify(self, request: StepRequest) -> StepResult: ...
+    @classmethod
+    def plan_steps(cls, request: DeployRequest) -> Sequence[PlannedStep]:
+        """The chain that takes one service from what runs to `request`, in order, ending in a
+        `verify-live` step that proves the running service reports the requested commit (V4).
+        A class method and pure: it reads nothing and connects nowhere, so an offline plan gets the
+        same chain as a refreshed one."""
+        ...
 
 
 # Capabilities the engine asks some providers for, beside the core protocol. The pool checks them

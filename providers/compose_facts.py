@@ -9,7 +9,6 @@ the host's node-local egress proxy answers (`EgressProbe`, B3).
 from __future__ import annotations
 
 import json
-import shlex
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -263,12 +262,3 @@ def egress_probe(shell: HostShell, proxy: str, url: str, timeout: float = 10.0) 
 
 def files_exist(shell: HostShell, paths: Sequence[str]) -> dict[str, bool]:
     return shell.exists(paths)
-
-
-def env_lines_present(shell: HostShell, path: str, env: Mapping[str, str]) -> list[str]:
-    """The keys of `env` whose exact `KEY=value` line is missing from the file on the host."""
-    checks = " ".join(f"grep -qxF {shlex.quote(f'{k}={v}')} \"$1\" || echo {shlex.quote(k)};"
-                      for k, v in env.items())
-    result = shell.run(f'[ -f "$1" ] || {{ echo __nofile__; exit 0; }}; {checks}', path, timeout=30)
-    missing = result.stdout.split()
-    return list(env) if "__nofile__" in missing else missing

@@ -1,10 +1,10 @@
 """The compose-host provider: one config.json host running Docker + Compose, locally or over SSH.
 
 Readers live in `compose_facts`, executors in `compose_ops` (deploys) and `compose_build`
-(target-side builds), the host transport in `hostshell`. This module routes plan steps to them
-and owns verification (V4): a step has converged only when the running container's image labels,
-its stamped env and its health all report the requested commit. A healthy service running
-another commit fails verification.
+(target-side builds), the host transport in `hostshell`. This module plans a service's steps,
+routes them to those modules and owns verification (V4): a deploy has converged only when the
+running container's image labels, its stamped env and its health all report the requested commit.
+A healthy service running another commit fails verification.
 
 Target-side builds (B3): on a provider-role host (`role: provider`) export-source and build-image
 first probe through the host's node-local egress proxy (`egressProxy`, probing `egressProbeUrl`,
@@ -25,12 +25,16 @@ import attrs
 import docker.errors
 
 from udeploy.engine.errors import GitError, UsageError
-from udeploy.engine.load.catalog import Catalog, ComposeTarget, Host
+from udeploy.engine.load.catalog import Catalog, ComposeTarget, Host, Target
+from udeploy.engine.load.desired import DesiredService
 from udeploy.engine.provider_api import (
+    DeployRequest,
     ObserveRequest,
+    PlannedStep,
     Presence,
     ProviderUnreachable,
     RuntimeState,
+    StepKind,
     StepRequest,
     StepResult,
 )
@@ -114,42 +118,48 @@ class ComposeHostProvider:
 
     # -- steps
 
+    @classmethod
+    def plan_steps(cls, request: DeployRequest) -> list[PlannedStep]:
+        """An artifact: transfer-image -> stamp -> recreate -> verify-live. Built on the target
+        (local-manifest mode, B1-B4): export-source -> build-image -> stamp -> recreate -> verify-live."""
+        d: DesiredService = request.service
+        target: Target = request.target
+        c = target.compose
+        if c is None:
+            raise UsageError(f"{d.id}: its target on {target.host} has no compose section for the compose-host "
+                             "provider", path=d.entry_path)
+        if request.artifact is None:
+            return _source_build_steps(d, c)
+        return _artifact_steps(d, c, request)
+
     def execute(self, request: StepRequest) -> StepResult:
         p, dry = request.params, request.dry_run
         try:
-            if request.kind == "transfer-image":
-                return ops.transfer_image(self.shell, p, dry)
-            if request.kind == "stamp":  # rewrites the project's shared compose file
-                with self._project_lock(str(p["project"])):
-                    return self._stamp(request)
-            if request.kind == "recreate":
-                with self._project_lock(str(p["project"])):
-                    return ops.recreate(self.shell, self.layout, p, self._compose_command(), dry)
-            if request.kind == "export-source":
-                return builds.export_source(self.shell, self.layout, p, request.service_id, dry, self.build_proxy())
-            if request.kind == "build-image":
-                return builds.build_image(self.shell, self.layout, p, request.service_id, dry, self.build_proxy())
-            if request.kind == "verify-live":
-                return self._verify_live(request, wait=not dry)
+            match request.kind:
+                case StepKind.TRANSFER_IMAGE:
+                    return ops.transfer_image(self.shell, p, dry)
+                case StepKind.STAMP:  # rewrites the project's shared compose file
+                    with self._project_lock(str(p["project"])):
+                        return self._stamp(request)
+                case StepKind.RECREATE:
+                    with self._project_lock(str(p["project"])):
+                        return ops.recreate(self.shell, self.layout, p, self._compose_command(), dry)
+                case StepKind.EXPORT_SOURCE:
+                    return builds.export_source(self.shell, self.layout, p, request.service_id, dry,
+                                                self.build_proxy())
+                case StepKind.BUILD_IMAGE:
+                    return builds.build_image(self.shell, self.layout, p, request.service_id, dry, self.build_proxy())
+                case StepKind.VERIFY_LIVE:
+                    return self._verify_live(request, wait=not dry)
         except docker.errors.DockerException as exc:
-            return StepResult(False, f"{request.kind} on {self.host.id}: Docker engine error: {exc}",
-                              {"kind": request.kind})
-        return StepResult(False, f"the compose-host provider does not execute {request.kind!r} steps",
-                          {"kind": request.kind})
+            return StepResult(False, f"{request.kind.value} on {self.host.id}: Docker engine error: {exc}",
+                              {"kind": request.kind.value})
+        return StepResult(False, f"the compose-host provider does not execute {request.kind.value!r} steps",
+                          {"kind": request.kind.value})
 
     def _project_lock(self, project: str) -> threading.Lock:
         with self._locks_lock:
             return self._project_locks.setdefault(project, threading.Lock())
-
-    def verify(self, request: StepRequest) -> StepResult:
-        """Whether the step converged; for verify-live (and recreate's service) the live V4 check."""
-        try:
-            if request.kind == "verify-live":
-                return self._verify_live(request, wait=True)
-            return self._converged(request)
-        except docker.errors.DockerException as exc:
-            return StepResult(False, f"verify {request.kind} on {self.host.id}: Docker engine error: {exc}",
-                              {"kind": request.kind})
 
     def build_proxy(self) -> builds.BuildProxy | None:
         """B3: a provider host fetches and builds only through its node-local egress proxy; a
@@ -231,42 +241,53 @@ class ComposeHostProvider:
             return []
         return [f"image digest: expected {want}, the running image has {', '.join(digests) or 'no registry digest'}"]
 
-    def _converged(self, request: StepRequest) -> StepResult:
-        p, kind = request.params, request.kind
-        if kind == "transfer-image":
-            source = facts.image_info(self.shell, str(p["image"]))
-            tags = [f"{p['localImage']}:{t}" for t in p.get("localTags") or ["latest"]]
-            wrong = [t for t in tags if source is None or (facts.image_info(self.shell, t) or {}).get("Id")
-                     != source.get("Id")]
-            return StepResult(not wrong, "local tags point at the artifact" if not wrong
-                              else f"not pointing at {p['image']}: {', '.join(wrong)}", {"tags": tags})
-        if kind == "stamp":
-            env_path = self.layout.env_file(str(p["project"]), str(p["service"]))
-            compose_path = self.layout.compose_path(str(p["project"]), str(p["file"]))
-            missing = facts.env_lines_present(self.shell, env_path, p.get("env") or {})
-            keys = facts.secret_key_lengths(self.shell, env_path) or {}
-            missing += [k for k in p.get("secretKeys") or [] if not keys.get(k)]
-            if not facts.files_exist(self.shell, [compose_path])[compose_path]:
-                missing.append(compose_path)
-            return StepResult(not missing, "stamped" if not missing else f"not stamped: {', '.join(missing)}",
-                              {"envFile": env_path, "missing": missing})
-        if kind == "recreate":
-            state = facts.runtime_state(self.shell, f"{self.host.id}:{p['project']}/{p['service']}",
-                                        str(p["project"]), str(p["service"]))
-            current = facts.image_info(self.shell, state.image) if state.image else None
-            ok = state.presence is Presence.RUNNING and current is not None and current.get("Id") == state.image_id
-            return StepResult(ok, f"{state.target} runs the current {state.image}" if ok
-                              else f"{state.target} is {state.presence.value} or runs an outdated {state.image}",
-                              {"identity": state.identity, "imageId": state.image_id})
-        if kind == "build-image":
-            labels = facts.image_labels(self.shell, str(p["image"]))
-            wrong = sorted(k for k, v in (p.get("labels") or {}).items() if labels.get(k) != v)
-            return StepResult(not wrong, "built" if not wrong else f"labels differ: {', '.join(wrong)}", {})
-        if kind == "export-source":
-            dest = self.layout.build_dir(p.get("project"), request.service_id, str(p["commit"]))
-            ok = facts.files_exist(self.shell, [dest])[dest]
-            return StepResult(ok, f"{dest} exists" if ok else f"{dest} is missing", {"buildDir": dest})
-        return StepResult(False, f"the compose-host provider cannot verify {kind!r} steps", {"kind": kind})
+
+def _recreate_command(service: str) -> str:
+    return f"up -d --no-build --no-deps --force-recreate {service}"
+
+
+def _artifact_steps(d: DesiredService, c: ComposeTarget, request: DeployRequest) -> list[PlannedStep]:
+    artifact = request.artifact
+    assert artifact is not None
+    compose: dict[str, Any] = {"project": c.project, "service": c.service, "file": c.file,
+                               "manifestCommit": request.manifest_commit, "manifestRemote": request.manifest_remote}
+    secrets = d.environment.runtime_secrets if d.environment else None
+    verify: dict[str, Any] = {**compose, "healthPort": c.health_port, "healthPath": d.microservice.health_path,
+                              "expectedCommit": d.resolved_commit, "expectedLabels": dict(artifact.labels)}
+    if secrets:
+        verify["healthAuthFlags"] = list(secrets.health_auth_flags)
+    if artifact.digest is not None:  # an upstream artifact: its identity is the digest and its OCI labels
+        verify["expectedDigest"] = artifact.digest
+    return [
+        PlannedStep(StepKind.TRANSFER_IMAGE, {"image": artifact.image, "localImage": c.image,
+                                              "localTags": ["latest", d.resolved_commit]}),
+        PlannedStep(StepKind.STAMP, {**compose, "env": d.deploy_stamp(),
+                                     "secretKeys": list(secrets.required_keys) if secrets else []}),
+        PlannedStep(StepKind.RECREATE, {**compose, "command": _recreate_command(c.service)}),
+        PlannedStep(StepKind.VERIFY_LIVE, verify),
+    ]
+
+
+def _source_build_steps(d: DesiredService, c: ComposeTarget) -> list[PlannedStep]:
+    """B1-B4, local-manifest mode only: the target fetches, archives, builds and recreates."""
+    ms = d.microservice
+    compose = {"project": c.project, "service": c.service, "file": c.file}
+    build: dict[str, Any] = {"dockerfile": ms.dockerfile, "context": ms.build_context, "project": c.project,
+                             "image": f"{c.image}:{d.resolved_commit}", "labels": d.expected_labels()}
+    if ms.local_mode.get("buildBaseArg"):  # B4: the declared warm build-base argument
+        build["buildBaseArg"] = str(ms.local_mode["buildBaseArg"])
+    # The compose declaration is read from git at the commit being built, never the operator's tree.
+    declared = {"manifestRemote": d.repo, "manifestCommit": d.resolved_commit}
+    return [
+        PlannedStep(StepKind.EXPORT_SOURCE, {"repo": d.repo, "commit": d.resolved_commit,
+                                             "context": ms.build_context, "project": c.project}),
+        PlannedStep(StepKind.BUILD_IMAGE, build),
+        PlannedStep(StepKind.STAMP, {**compose, **declared, "env": d.deploy_stamp()}),
+        PlannedStep(StepKind.RECREATE, {**compose, "command": _recreate_command(c.service)}),
+        PlannedStep(StepKind.VERIFY_LIVE, {**compose, "healthPort": c.health_port, "healthPath": ms.health_path,
+                                           "expectedCommit": d.resolved_commit,
+                                           "expectedLabels": d.expected_labels()}),
+    ]
 
 
 def live_mismatches(state: RuntimeState, p: Mapping[str, Any]) -> list[str]:

@@ -6,7 +6,7 @@ that file only: never `load_kube_config()`'s defaults, `$KUBECONFIG` or `~/.kube
 provider is built.
 
 Readers live in `k3s_facts`, executors in `k3s_ops`, the E3-E5 checks in `k3s_checks`; this module
-routes plan steps and owns verification (V4): the Deployments carry the requested commit in their
+plans a service's steps, routes them and owns verification (V4): the Deployments carry the requested commit in their
 stamp annotations and env, and /health read through the Kubernetes API service proxy reports it as
 `deploy.commit` (and `deploy.requestedCommit`). A healthy service at another commit fails.
 
@@ -27,15 +27,19 @@ from typing import Any, ClassVar
 import attrs
 from kubernetes.client.exceptions import ApiException
 
-from udeploy.engine.checks.source_guard import check_code_queue_source, guard_json
-from udeploy.engine.errors import GitError, ManifestInvalid, UsageError
-from udeploy.engine.load.catalog import Catalog, Host, K3sTarget
+from udeploy.engine.errors import GitError, UsageError
+from udeploy.engine.load.catalog import Catalog, Host, K3sTarget, Target
+from udeploy.engine.load.desired import DesiredService
+from udeploy.engine.load.source_guard import check_code_queue_source, guard_json
 from udeploy.engine.provider_api import (
+    DeployRequest,
     HealthState,
     ObserveRequest,
+    PlannedStep,
     Presence,
     ProviderUnreachable,
     RuntimeState,
+    StepKind,
     StepRequest,
     StepResult,
 )
@@ -118,33 +122,62 @@ class K3sNativeProvider:
 
     # -- steps
 
+    @classmethod
+    def plan_steps(cls, request: DeployRequest) -> list[PlannedStep]:
+        """import-image -> [guard-source] -> apply-objects -> stamp -> rollout -> verify-live."""
+        d: DesiredService = request.service
+        target: Target = request.target
+        k, artifact = target.k3s, request.artifact
+        if k is None or artifact is None:
+            raise UsageError(f"{d.id}: the k3s-native provider deploys an artifact to a target with a k3s section; "
+                             f"{target.host}'s has none" if k is None else
+                             f"{d.id}: the k3s-native provider never builds from source (C4)", path=d.entry_path)
+        local_image = k.import_image.replace("{commit}", d.resolved_commit)
+        base = {"namespace": k.namespace, "deployments": list(k.stamp_deployments)}
+        return [
+            PlannedStep(StepKind.IMPORT_IMAGE, {"image": artifact.image, "localImage": local_image}),
+            *_host_path_guard(d, k),
+            PlannedStep(StepKind.APPLY_OBJECTS, {**base, "manifest": k.manifest, "objects": list(k.objects),
+                                                 "manifestCommit": request.manifest_commit,
+                                                 "manifestRemote": request.manifest_remote}),
+            PlannedStep(StepKind.STAMP, {**base, "image": local_image, "annotations": d.deploy_stamp()}),
+            PlannedStep(StepKind.ROLLOUT, base),
+            PlannedStep(StepKind.VERIFY_LIVE, {**base, "healthService": k.health_service, "healthPort": k.health_port,
+                                               "healthPath": d.microservice.health_path,
+                                               "expectedCommit": d.resolved_commit,
+                                               "expectedRequestedCommit": d.requested_commit}),
+        ]
+
     def execute(self, request: StepRequest) -> StepResult:
         p, dry = request.params, request.dry_run
         try:
-            if request.kind == "import-image":
-                return ops.import_image(self.ctr, self.registry, p, dry)
-            if request.kind == "apply-objects":
-                manifest = self._manifest(p)
-                return manifest if isinstance(manifest, StepResult) else ops.apply_objects(self.kube, manifest, p, dry)
-            if request.kind == "apply-prerequisite":
-                manifest = self._manifest(p)
-                return manifest if isinstance(manifest, StepResult) else ops.apply_prerequisite(self.kube, manifest,
-                                                                                                p, dry)
-            if request.kind == "stamp":
-                return ops.stamp(self.kube, p, dry)
-            if request.kind == "rollout":
-                return ops.rollout(self.kube, p, dry)
-            if request.kind == "verify-live":
-                return self._verify_live(request, wait=not dry)
-            if request.kind == "guard-source":
-                return self._guard_source(p, dry)
+            match request.kind:
+                case StepKind.IMPORT_IMAGE:
+                    return ops.import_image(self.ctr, self.registry, p, dry)
+                case StepKind.APPLY_OBJECTS:
+                    manifest = self._manifest(p)
+                    return manifest if isinstance(manifest, StepResult) else \
+                        ops.apply_objects(self.kube, manifest, p, dry)
+                case StepKind.APPLY_PREREQUISITE:
+                    manifest = self._manifest(p)
+                    return manifest if isinstance(manifest, StepResult) else \
+                        ops.apply_prerequisite(self.kube, manifest, p, dry)
+                case StepKind.STAMP:
+                    return ops.stamp(self.kube, p, dry)
+                case StepKind.ROLLOUT:
+                    return ops.rollout(self.kube, p, dry)
+                case StepKind.VERIFY_LIVE:
+                    return self._verify_live(request, wait=not dry)
+                case StepKind.GUARD_SOURCE:
+                    return self._guard_source(p, dry)
         except ProviderUnreachable as exc:
-            return StepResult(False, f"{request.kind} on {self.host.id}: {exc.message}", {"kind": request.kind})
+            return StepResult(False, f"{request.kind.value} on {self.host.id}: {exc.message}",
+                              {"kind": request.kind.value})
         except ApiException as exc:
-            return StepResult(False, f"{request.kind} on {self.host.id}: Kubernetes API error {facts.api_error(exc)}",
-                              {"kind": request.kind})
-        return StepResult(False, f"the k3s-native provider does not execute {request.kind!r} steps",
-                          {"kind": request.kind})
+            return StepResult(False, f"{request.kind.value} on {self.host.id}: Kubernetes API error "
+                              f"{facts.api_error(exc)}", {"kind": request.kind.value})
+        return StepResult(False, f"the k3s-native provider does not execute {request.kind.value!r} steps",
+                          {"kind": request.kind.value})
 
     def _guard_source(self, p: Mapping[str, Any], dry_run: bool) -> StepResult:
         """G1 then E4, before any rollout that touches the hostPath source (read-only: dry run is the same)."""
@@ -165,18 +198,6 @@ class K3sNativeProvider:
         verb = "would pass" if dry_run else "passed"
         return StepResult(True, f"source guard {verb}: {guard.scanned} files, {guard.relative_imports} relative "
                           "imports resolve" + (", image gate holds" if p.get("gateImage") else ""), facts_out)
-
-    def verify(self, request: StepRequest) -> StepResult:
-        """Whether the step converged; for verify-live the live V4 check."""
-        try:
-            if request.kind == "verify-live":
-                return self._verify_live(request, wait=True)
-            return self._converged(request)
-        except ProviderUnreachable as exc:
-            return StepResult(False, f"verify {request.kind} on {self.host.id}: {exc.message}", {"kind": request.kind})
-        except ApiException as exc:
-            return StepResult(False, f"verify {request.kind} on {self.host.id}: {facts.api_error(exc)}",
-                              {"kind": request.kind})
 
     # -- internals
 
@@ -246,40 +267,6 @@ class K3sNativeProvider:
                                  f"got {h.deploy_requested_commit!r}")
         return RolloutSeen(static, transient, rolling, fatal, deps, h)
 
-    def _converged(self, request: StepRequest) -> StepResult:
-        p, kind = request.params, request.kind
-        if kind == "import-image":
-            artifact = self.registry.head(str(p["image"]))
-            stored = self.ctr.find(str(p["localImage"]))
-            ok = stored is not None and (artifact.digest is None or stored.digest == artifact.digest)
-            return StepResult(ok, f"{p['localImage']} is in containerd at {stored.digest if stored else None}",
-                              {"digest": stored.digest if stored else None, "registryDigest": artifact.digest})
-        if kind in ("apply-objects", "apply-prerequisite"):
-            manifest = self._manifest(p)
-            if isinstance(manifest, StepResult):
-                return manifest
-            try:
-                return ops.objects_present(self.kube, manifest, p, only_listed=kind == "apply-objects")
-            except ManifestInvalid as exc:
-                return StepResult(False, exc.message, {"manifest": p["manifest"]})
-        if kind == "stamp":
-            problems: list[str] = []
-            for name in p.get("deployments") or []:
-                dep = facts.read_deployment(self.kube, str(p["namespace"]), str(name))
-                problems += [f"Deployment {name} does not exist"] if dep is None else \
-                    ops.stamp_mismatches(dep, str(p["image"]), p.get("annotations") or {})
-            return StepResult(not problems, "stamped" if not problems else "not stamped: " + "; ".join(problems),
-                              {"mismatches": problems})
-        if kind == "rollout":
-            pending = []
-            for name in p.get("deployments") or []:
-                dep = facts.read_deployment(self.kube, str(p["namespace"]), str(name))
-                if dep is None or not facts.rollout_status(dep, facts.selected_pods(self.kube, dep)).complete:
-                    pending.append(str(name))
-            return StepResult(not pending, "rolled out" if not pending else f"not rolled out: {', '.join(pending)}",
-                              {"pending": pending})
-        return StepResult(False, f"the k3s-native provider cannot verify {kind!r} steps", {"kind": kind})
-
 
 @attrs.frozen
 class RolloutSeen:
@@ -298,3 +285,15 @@ def _rollout_settled(seen: RolloutSeen) -> bool:
     service fails now, not at the deadline."""
     answered = seen.health.reachable and seen.health.error is None
     return not (seen.static + seen.transient) or bool(seen.static) or seen.fatal or (answered and not seen.rolling)
+
+
+def _host_path_guard(d: DesiredService, k: K3sTarget) -> list[PlannedStep]:
+    """G1, E4: a rollout of a manifest that mounts the hostPath source first proves that source
+    resolves and that the gate image is in containerd and referenced by every gated Deployment;
+    the guard sits before any step that could restart a pod."""
+    source = d.microservice.host_path_source
+    if not source or source.get("manifest") != k.manifest:
+        return []
+    return [PlannedStep(StepKind.GUARD_SOURCE, {"root": source["root"], "gateImage": source.get("gateImage"),
+                                                "gateDeployments": list(source.get("gateDeployments", ())),
+                                                "namespace": k.namespace})]

@@ -292,16 +292,3 @@ def rollout(kube: facts.Kube, params: Mapping[str, Any], dry_run: bool) -> StepR
             return StepResult(False, f"rollout in {namespace} did not complete in time: {why}",
                               {"pending": dict(pending)})
         time.sleep(POLL)
-
-
-def objects_present(kube: facts.Kube, manifest: bytes, params: Mapping[str, Any], only_listed: bool) -> StepResult:
-    """verify() of apply-objects / apply-prerequisite: every object exists in the namespace."""
-    path, namespace = str(params["manifest"]), str(params["namespace"])
-    objects = parse_manifest(manifest, path)
-    if only_listed:
-        objects = select(objects, tuple(params.get("objects") or ()), path)
-    missing = [o.ref for o in objects
-               if kube.get(facts.object_path(str(o.body.get("apiVersion", "v1")), o.kind, namespace, o.name)) is None]
-    return StepResult(not missing, f"{path}: all objects present in {namespace}" if not missing
-                      else f"{path}: missing in {namespace}: {', '.join(missing)}", {"missing": missing})
-

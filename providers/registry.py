@@ -23,6 +23,7 @@ from udeploy.engine.provider_api import (
     ProviderUnreachable,
     Published,
     PublishRequest,
+    StepKind,
     StepRequest,
     StepResult,
 )
@@ -121,7 +122,7 @@ class RegistryProvider:
 
     # -- steps
 
-    def verify(self, request: StepRequest) -> StepResult:
+    def _verify_artifact(self, request: StepRequest) -> StepResult:
         """verify-artifact: the image exists and carries every expected label."""
         image = str(request.params["image"])
         expected: Mapping[str, str] = request.params.get("expectedLabels") or {}
@@ -141,10 +142,10 @@ class RegistryProvider:
         return StepResult(True, f"artifact {image} exists ({state.digest}) with the expected labels", facts)
 
     def execute(self, request: StepRequest) -> StepResult:
-        if request.kind != "verify-artifact":
-            return StepResult(False, f"the registry provider does not execute {request.kind!r} steps",
-                              {"kind": request.kind})
-        return self.verify(request)
+        if request.kind is not StepKind.VERIFY_ARTIFACT:
+            return StepResult(False, f"the registry provider does not execute {request.kind.value!r} steps",
+                              {"kind": request.kind.value})
+        return self._verify_artifact(request)
 
     # -- writers (CI only: CD never publishes or mirrors, C4)
 

@@ -27,11 +27,11 @@ from udeploy.engine.load.repo_url import redact_url
 from udeploy.engine.load.source import open_file_source, origin_url
 from udeploy.engine.plan.graph import Graph, NodeOutcome
 from udeploy.engine.plan.guardrails import run_all
-from udeploy.engine.plan.model import Action, Node, Plan, StepKind
+from udeploy.engine.plan.model import Action, Node, Plan
 from udeploy.engine.plan.observe import Observations, ProviderPool, observe, runtime_target
 from udeploy.engine.plan.planfile import PlanStale, to_document
 from udeploy.engine.plan.planner import guard_context, request_from_json
-from udeploy.engine.provider_api import ObserveRequest, SourceReader, StepRequest, source_reader
+from udeploy.engine.provider_api import ObserveRequest, SourceReader, StepKind, StepRequest, source_reader
 
 
 class StepFailed(UdeployError, RuntimeError):

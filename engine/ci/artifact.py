@@ -14,10 +14,10 @@ from typing import Any
 
 from udeploy.engine.errors import ServiceNotFound, UdeployError
 from udeploy.engine.load.catalog import SourceKind, read_catalog
+from udeploy.engine.load.desired import v1_labels
 from udeploy.engine.load.jsonschema_check import parse_json
 from udeploy.engine.load.manifest import parse_deploy
 from udeploy.engine.load.source import DEFAULT_REF, open_env_source
-from udeploy.engine.plan.steps import v1_labels
 from udeploy.engine.provider_api import (
     ArtifactState,
     ProviderUnreachable,

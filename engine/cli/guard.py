@@ -7,8 +7,8 @@ from typing import Annotated
 
 import typer
 
-from udeploy.engine.checks.source_guard import check_code_queue_source, guard_json
 from udeploy.engine.cli.common import app, emit, guarded, progress
+from udeploy.engine.load.source_guard import check_code_queue_source, guard_json
 
 guard_app = typer.Typer(name="guard", no_args_is_help=True,
                         help="Guards that must pass before a rollout; each prints JSON and exits 1 when degraded.")

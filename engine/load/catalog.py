@@ -9,7 +9,7 @@ from __future__ import annotations
 import enum
 import hashlib
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 import attrs
 
@@ -63,10 +63,14 @@ class K3sTarget:
 
 @attrs.frozen
 class Target:
+    """Where one service runs: a host of config.json, whose provider reads its own section here."""
+
     host: str
-    compose: ComposeTarget | None
-    k3s: K3sTarget | None
+    compose: ComposeTarget | None  # the compose-host provider's section
+    k3s: K3sTarget | None  # the k3s-native provider's section
     requires: tuple[str, ...] = ()
+    # Any other provider's section (config.json `target.settings`), checked by that provider.
+    settings: Mapping[str, Any] = attrs.field(factory=dict)
 
 
 @attrs.frozen
@@ -162,6 +166,8 @@ class Catalog:
     microservices: Mapping[str, Microservice]
     artifacts: Mapping[str, Artifact]
     builder_host: str | None = None  # CI.json builder.host: the engine CI builds on (C1)
+    # The provider that reads, publishes to and mirrors into `registry` (OCI distribution API).
+    registry_provider: ClassVar[str] = "registry"
 
     def registry_image(self, service_id: str, commit: str) -> str:
         return f"{self.registry}/{self.repository_prefix}/{service_id}:{commit}"
@@ -254,4 +260,5 @@ def _target(t: Mapping[str, Any]) -> Target:
                       health_service=k["healthService"]["name"],
                       health_port=k["healthService"]["port"]) if k else None,
         requires=tuple(t.get("requires", ())),
+        settings=t.get("settings", {}),
     )

@@ -39,6 +39,12 @@ class Request:
     ref: str = DEFAULT_REF
 
 
+def v1_labels(service_id: str, repo: str, commit: str, dockerfile: str | None) -> dict[str, str]:
+    """V1: the labels every artifact carries (CI stamps them, CD checks them)."""
+    return {"unidesk.ai/service-id": service_id, "unidesk.ai/source-repo": repo,
+            "unidesk.ai/source-commit": commit, "unidesk.ai/dockerfile": dockerfile or ""}
+
+
 @attrs.frozen
 class DesiredService:
     id: str
@@ -50,6 +56,15 @@ class DesiredService:
     microservice: Microservice
     environment: EnvironmentTarget | None  # None in local-manifest mode
     k3s_objects: tuple[K8sObject, ...] = ()
+
+    def deploy_stamp(self) -> dict[str, str]:
+        """V2: the runtime env / annotations every deploy writes."""
+        return {"UNIDESK_DEPLOY_SERVICE_ID": self.id, "UNIDESK_DEPLOY_REPO": self.repo,
+                "UNIDESK_DEPLOY_COMMIT": self.resolved_commit, "UNIDESK_DEPLOY_REQUESTED_COMMIT": self.requested_commit}
+
+    def expected_labels(self) -> dict[str, str]:
+        """V1: the labels the image built from this service's commit carries."""
+        return v1_labels(self.id, self.repo, self.resolved_commit, self.microservice.dockerfile)
 
 
 @attrs.frozen

@@ -18,7 +18,8 @@ from udeploy.engine.errors import Diagnostic, Severity
 from udeploy.engine.load.catalog import GATING_MODES
 from udeploy.engine.load.k8s_exposure import exposures
 from udeploy.engine.load.k8s_manifest import K8sObject
-from udeploy.engine.plan.model import Action, GuardrailResult, Plan, StepKind
+from udeploy.engine.plan.model import Action, GuardrailResult, Plan
+from udeploy.engine.provider_api import StepKind
 
 
 @attrs.frozen

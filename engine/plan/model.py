@@ -14,6 +14,7 @@ from typing import Any
 import attrs
 
 from udeploy.engine.errors import Diagnostic
+from udeploy.engine.provider_api import StepKind
 
 FORMAT_VERSION = 1
 GUARDRAIL_PREFIX = "guardrail:"  # the text of a guardrail demotion: "guardrail:E2,P7"
@@ -105,21 +106,6 @@ class Blocked:
         if text.startswith(GUARDRAIL_PREFIX):
             return cls(BlockedReason.GUARDRAIL, tuple(text[len(GUARDRAIL_PREFIX):].split(",")))
         return cls(BlockedReason(text))
-
-
-class StepKind(enum.Enum):
-    APPLY_PREREQUISITE = "apply-prerequisite"  # e.g. the dev foundation manifest
-    VERIFY_ARTIFACT = "verify-artifact"  # registry: the commit image exists, labels match (C2, C3)
-    TRANSFER_IMAGE = "transfer-image"  # compose host: pull or stream the artifact, retag (C3)
-    IMPORT_IMAGE = "import-image"  # k3s: ctr images import into the k3s containerd (C2)
-    EXPORT_SOURCE = "export-source"  # target-side build: git archive of the commit (B1)
-    BUILD_IMAGE = "build-image"  # target-side build only, never for an artifact consumer (C4)
-    GUARD_SOURCE = "guard-source"  # code-queue hostPath import guard (G1)
-    APPLY_OBJECTS = "apply-objects"  # k3s: only the selected objects of the manifest
-    STAMP = "stamp"  # UNIDESK_DEPLOY_* env / annotations (V2)
-    RECREATE = "recreate"  # compose: up -d --no-build --no-deps --force-recreate <service>
-    ROLLOUT = "rollout"  # k3s: wait for the Deployment rollout
-    VERIFY_LIVE = "verify-live"  # the running service reports the requested commit (V4)
 
 
 @attrs.frozen

@@ -68,7 +68,7 @@ class ProviderPool:
         return self._capable(provider, host_id, StepExecutor)  # type: ignore[type-abstract]
 
     def artifacts(self) -> ArtifactReader:
-        return self._capable("registry", None, ArtifactReader)  # type: ignore[type-abstract]
+        return self._capable(self.catalog.registry_provider, None, ArtifactReader)  # type: ignore[type-abstract]
 
     def runtime(self, host_id: str) -> Provider:
         return self._capable(self.catalog.hosts[host_id].provider, host_id, Provider)  # type: ignore[type-abstract]

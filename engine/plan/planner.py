@@ -137,7 +137,8 @@ def _prerequisites(state: DesiredState, chains: Mapping[str, list[Node]]) -> lis
         return []
     needed = sorted({r for d in state.services if d.id in chains and d.environment and d.environment.target
                      for r in d.environment.target.requires})
-    return [prerequisite_node(name, state.settings.prerequisites[name], state.source, None) for name in needed]
+    return [prerequisite_node(name, state.settings.prerequisites[name], state.catalog, state.source, None)
+            for name in needed]
 
 
 def _live(runtime: RuntimeState | None) -> dict[str, Any] | None:

@@ -17,8 +17,8 @@ import yaml
 from typer.testing import CliRunner
 
 import udeploy.engine.cli.guard  # noqa: F401  (registers `guard` on the app)
-from udeploy.engine.checks.source_guard import CODE_QUEUE_SOURCE, DegradedReason, check_code_queue_source
 from udeploy.engine.cli import app
+from udeploy.engine.load.source_guard import CODE_QUEUE_SOURCE, DegradedReason, check_code_queue_source
 
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "unidesk-sample"
 SRC = str(CODE_QUEUE_SOURCE)

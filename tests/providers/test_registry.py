@@ -75,7 +75,7 @@ def test_C3_absent_tag_and_absent_repository_are_exists_false(provider: Registry
                   f"{images.registry}/udtest-no-such-repo/svc:latest"):
         state = provider.artifact(image)
         assert state.reachable and not state.exists and state.digest is None, state
-        result = provider.verify(_verify(image, {}))
+        result = provider.execute(_verify(image, {}))
         assert not result.ok and "does not exist" in result.message
 
 
@@ -87,7 +87,7 @@ def test_C3_closed_port_is_unreachable_never_an_exception() -> None:
     assert not state.reachable and not state.exists
     assert state.error and "refused" in state.error.lower()
     assert provider.health() is False
-    result = provider.verify(_verify(state.image, {}))
+    result = provider.execute(_verify(state.image, {}))
     assert not result.ok and "unreachable" in result.message
     with pytest.raises(ProviderUnreachable) as raised:
         provider.catalog()
@@ -98,12 +98,12 @@ def test_C3_V1_verify_artifact_names_each_label_mismatch(
         provider: RegistryProvider, images: Images, source: Source) -> None:
     commit = source.commits["new"]
     image = images.ref(commit)
-    ok = provider.verify(_verify(image, v1_labels(commit)))
+    ok = provider.execute(_verify(image, v1_labels(commit)))
     assert ok.ok, ok.message
     assert provider.execute(_verify(image, v1_labels(commit))).ok
     wrong = {**v1_labels(commit), "unidesk.ai/source-commit": source.commits["old"],
              "unidesk.ai/service-id": "other", "unidesk.ai/not-there": "x"}
-    result = provider.verify(_verify(image, wrong))
+    result = provider.execute(_verify(image, wrong))
     assert not result.ok
     for key in ("unidesk.ai/source-commit", "unidesk.ai/service-id", "unidesk.ai/not-there"):
         assert key in result.message

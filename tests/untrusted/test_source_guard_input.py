@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 
-from udeploy.engine.checks.source_guard import (
+from udeploy.engine.load.source_guard import (
     CODE_QUEUE_SOURCE,
     MAX_FILE_BYTES,
     DegradedReason,
