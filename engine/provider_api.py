@@ -4,10 +4,11 @@ A provider is registered under a name in the `udeploy.providers` entry-point gro
 one `config.json` host (or none). What the engine may ask of it is a capability, a `Protocol`
 checked at run time (`capable`) when the provider is handed out:
 
-- `Provider`, a runtime (compose-host, k3s-native): `observe` (read live state, never change it),
-  `plan_steps` (one service's step chain, from its desired state), `execute` (perform one step);
-- `StepExecutor` (`execute` alone), `ArtifactReader` (registry reads), `SecretReader` (P7
-  presence), `RuntimeChecks` (E3, E5);
+- `Provider`, a runtime (compose-host, k3s-native): `observe` (read the live state of a batch of
+  services on its host in one call, never change it), `plan_steps` (one service's step chain, from
+  its desired state), `execute` (perform one step);
+- `StepExecutor` (`execute` alone), `ArtifactReader` (registry reads, one image or a batch),
+  `SecretReader` (P7 presence), `RuntimeChecks` (E3, E5);
 - `SourceReader` (git objects at a ref), `ImagePublisher` (C1), `ImageMirror` (P10);
 - `DbGuardRunner` (D5, sandboxed) and `ManifestDryRunner` (the API dry run) for `validate`.
 
@@ -160,8 +161,12 @@ class PlannedStep:
 
 @attrs.frozen
 class ObserveRequest:
-    service_id: str
-    target: Any  # ComposeTarget | K3sTarget (from engine.load.catalog)
+    """One service to read in an `observe` batch."""
+
+    service_id: str  # the key of its answer
+    # engine.load.catalog.Target (typed Any: this module sits below engine.load): the host and every
+    # provider's section; a provider reads its own (`.compose`, `.k3s` or `.settings`).
+    target: Any
     health_path: str = "/health"
     read_health: bool = True
 
@@ -193,12 +198,17 @@ class StepExecutor(Protocol):
 
 @runtime_checkable
 class Provider(StepExecutor, Protocol):
-    """A runtime provider (compose-host, k3s-native, or one installed from elsewhere): reads a
-    service's live state, plans the steps that deploy it, runs them."""
+    """A runtime provider (compose-host, k3s-native, or one installed from elsewhere): reads the
+    live state of the services on its host, plans the steps that deploy one of them, runs them."""
 
     name: ClassVar[str]
 
-    def observe(self, request: ObserveRequest) -> RuntimeState: ...
+    def observe(self, requests: Sequence[ObserveRequest], *, parallelism: int = 10) -> Mapping[str, RuntimeState]:
+        """The live state of every requested service on this provider's host, keyed by service id,
+        read in one call so that a provider can list once (a Compose project, a namespace) instead of
+        object by object, with at most `parallelism` reads in flight. A service the provider cannot
+        find is `Presence.ABSENT`; a host that does not answer raises `ProviderUnreachable`."""
+        ...
 
     @classmethod
     def plan_steps(cls, request: DeployRequest) -> Sequence[PlannedStep]:
@@ -219,6 +229,11 @@ class ArtifactReader(Protocol):
 
     def artifact(self, image: str, *, refresh: bool = False) -> ArtifactState:
         """Digest and config labels; `refresh` skips what this reader already read."""
+        ...
+
+    def artifacts(self, images: Sequence[str], *, parallelism: int = 10) -> Mapping[str, ArtifactState]:
+        """`artifact` of every image, keyed by image: one keep-alive session, at most `parallelism`
+        reads in flight. Like `artifact`, a registry that does not answer is a value, not an error."""
         ...
 
     def head(self, image: str) -> ArtifactState:

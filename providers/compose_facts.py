@@ -1,9 +1,10 @@
 """Readers of a Compose host's observed state (STYLE 5): one call or command, then a `process`.
 
 Nothing here changes the host. Each reader returns a typed value: the running container of one
-Compose service (`RuntimeState`), its health (`HealthState`), whether a secret source file holds the
-required keys (names and lengths only, never values), whether an image or a file exists, whether
-the host's node-local egress proxy answers (`EgressProbe`, B3).
+Compose service (`RuntimeState`; a batch lists a project's containers once, `project_containers`),
+its health (`HealthState`), whether a secret source file holds the required keys (names and
+lengths only, never values), whether an image or a file exists, whether the host's node-local
+egress proxy answers (`EgressProbe`, B3).
 """
 
 from __future__ import annotations
@@ -86,25 +87,53 @@ def service_container(shell: HostShell, project: str, service: str) -> Mapping[s
     One list call (summaries, not an inspect per container), then one inspect; a container removed in
     between (a concurrent recreate) is looked up again.
     """
-    api = shell.docker().api
     filters = {"label": [f"{PROJECT_LABEL}={project}", f"{SERVICE_LABEL}={service}"]}
     for _ in range(3):
-        found = docker_call(shell, f"list containers of {project}/{service}", api.containers, all=True,
-                            filters=filters)
-        if not found:
-            return None
-        newest = max(found, key=lambda c: (c.get("State") == "running", c.get("Created", 0)))
-        try:
-            return docker_call(shell, f"inspect {newest['Id'][:12]}", api.inspect_container,  # type: ignore[no-any-return]
-                               newest["Id"])
-        except docker.errors.NotFound:
-            continue
+        found = docker_call(shell, f"list containers of {project}/{service}", shell.docker().api.containers,
+                            all=True, filters=filters)
+        inspected = _inspect_newest(shell, found)
+        if inspected is not _GONE:
+            return inspected
     return None
 
 
-def runtime_state(shell: HostShell, target: str, project: str, service: str) -> RuntimeState:
-    """The newest container of project/service (running first), its image, V1 labels and V2 env."""
-    attrs = service_container(shell, project, service)
+def project_containers(shell: HostShell, project: str) -> dict[str, list[Mapping[str, Any]]]:
+    """The container summaries of a Compose project, by service: one list call for the whole project."""
+    found = docker_call(shell, f"list containers of {project}", shell.docker().api.containers, all=True,
+                        filters={"label": [f"{PROJECT_LABEL}={project}"]})
+    by_service: dict[str, list[Mapping[str, Any]]] = {}
+    for summary in found:
+        service = (summary.get("Labels") or {}).get(SERVICE_LABEL)
+        if service is not None:
+            by_service.setdefault(service, []).append(summary)
+    return by_service
+
+
+def listed_container(shell: HostShell, project: str, service: str,
+                     summaries: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """What `service_container` answers, from summaries already listed (`project_containers`): the
+    inspect of the newest; when it went away in between, project/service is looked up again."""
+    inspected = _inspect_newest(shell, summaries)
+    return service_container(shell, project, service) if inspected is _GONE else inspected
+
+
+_GONE: Mapping[str, Any] = {}  # the newest container was removed between the list and the inspect
+
+
+def _inspect_newest(shell: HostShell, summaries: Sequence[Mapping[str, Any]]) -> Mapping[str, Any] | None:
+    """`docker inspect` of the newest of `summaries` (a running one first); None when there is none."""
+    if not summaries:
+        return None
+    newest = max(summaries, key=lambda c: (c.get("State") == "running", c.get("Created", 0)))
+    try:
+        return docker_call(shell, f"inspect {newest['Id'][:12]}", shell.docker().api.inspect_container,  # type: ignore[no-any-return]
+                           newest["Id"])
+    except docker.errors.NotFound:
+        return _GONE
+
+
+def container_state(shell: HostShell, target: str, attrs: Mapping[str, Any] | None) -> RuntimeState:
+    """The RuntimeState of an inspected container (None: ABSENT): its image, V1 labels and V2 env."""
     if attrs is None:
         return RuntimeState(target=target, presence=Presence.ABSENT)
     config = attrs.get("Config") or {}

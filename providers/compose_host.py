@@ -18,7 +18,9 @@ secrets read from `<composeRoot>/<project>/<file>` named by `<host>:compose-env:
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 from typing import Any, ClassVar
 
 import attrs
@@ -83,17 +85,37 @@ class ComposeHostProvider:
 
     # -- readers
 
-    def observe(self, request: ObserveRequest) -> RuntimeState:
-        target: ComposeTarget = request.target
-        where = f"{self.host.id}:{target.project}/{target.service}"
+    def observe(self, requests: Sequence[ObserveRequest], *, parallelism: int = 10) -> dict[str, RuntimeState]:
+        """Lists the containers of each Compose project once, then inspects and reads health per
+        service, at most `parallelism` at a time."""
+        targets = {r.service_id: self._compose_target(r) for r in requests}
+        projects = sorted({t.project for t in targets.values()})
         try:
-            state = facts.runtime_state(self.shell, where, target.project, target.service)
-            if request.read_health and state.presence is not Presence.ABSENT:
-                state = attrs.evolve(state, health=facts.read_health(self.shell, target.health_port,
-                                                                     request.health_path))
+            with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(requests)))) as pool:
+                listed = dict(zip(projects, pool.map(partial(facts.project_containers, self.shell), projects),
+                                  strict=True))
+
+                def read(request: ObserveRequest) -> RuntimeState:
+                    t = targets[request.service_id]
+                    found = facts.listed_container(self.shell, t.project, t.service,
+                                                   listed[t.project].get(t.service, []))
+                    state = facts.container_state(self.shell, f"{self.host.id}:{t.project}/{t.service}", found)
+                    if request.read_health and state.presence is not Presence.ABSENT:
+                        state = attrs.evolve(state, health=facts.read_health(self.shell, t.health_port,
+                                                                             request.health_path))
+                    return state
+
+                states = list(pool.map(read, requests))
         except docker.errors.DockerException as exc:
             raise ProviderUnreachable(f"Docker engine of {self.shell.where}: {exc}", path=self.host.id) from exc
-        return state
+        return {r.service_id: state for r, state in zip(requests, states, strict=True)}
+
+    def _compose_target(self, request: ObserveRequest) -> ComposeTarget:
+        target: Target = request.target
+        if target.compose is None:
+            raise UsageError(f"{request.service_id}: its target on {target.host} has no compose section for the "
+                             "compose-host provider", path=request.service_id)
+        return target.compose
 
     def secret_presence(self, source: str, keys: list[str], project: str) -> dict[str, Any]:
         """P7: names, booleans and lengths of the required keys in the secret source; never values."""
@@ -208,10 +230,11 @@ class ComposeHostProvider:
         p = request.params
         target = ComposeTarget(file=str(p.get("file")), project=str(p["project"]), service=str(p["service"]),
                                image="", health_port=int(p["healthPort"]))
-        observe = ObserveRequest(request.service_id, target, str(p.get("healthPath") or "/health"), False)
+        observe = ObserveRequest(request.service_id, Target(host=self.host.id, compose=target, k3s=None),
+                                 str(p.get("healthPath") or "/health"), False)
 
         def read() -> tuple[RuntimeState, list[str]]:
-            state = self.observe(observe)
+            state = self.observe([observe])[request.service_id]
             if state.presence is Presence.RUNNING:
                 state = attrs.evolve(state, health=facts.read_health(self.shell, target.health_port,
                                                                      observe.health_path))

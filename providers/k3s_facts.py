@@ -3,7 +3,8 @@
 `Kube` is the official client built from the host's own kubeconfig file only (E2: never
 `$KUBECONFIG`, never `~/.kube/config`), spoken as plain JSON REST; the containerd side is in
 `k3s_containerd`. On top: what a Deployment says (image, stamp, rollout state, identity), health
-through the API server's service proxy, and the `RuntimeState` of one service.
+through the API server's service proxy, and the `RuntimeState` of a service from its namespace's
+Deployments and Pods, each listed once for a whole `observe` batch.
 
 The stamp mapping (V2), one rule both ways: env `UNIDESK_DEPLOY_<KEY>` <-> pod-template annotation
 `unidesk.ai/deploy-<key>` (lower case, `_` -> `-`), e.g. `UNIDESK_DEPLOY_REQUESTED_COMMIT` <->
@@ -16,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -310,19 +311,57 @@ def _json(body: Any) -> Any:
         return None
 
 
-# -- the RuntimeState of one service
+# -- the RuntimeState of a service, from its namespace listed once
 
 
-def runtime_state(kube: Kube, ctr: Ctr, host_id: str, target: K3sTarget) -> RuntimeState:
-    """The primary Deployment (first of `stamp_deployments`): image, labels, stamp, rollout."""
+@attrs.frozen
+class Workloads:
+    """What one namespace holds for `observe`: its Deployments by name, listed in one call, and its
+    Pods, listed in one more only when a Deployment asked for exists (rollout state needs them)."""
+
+    deployments: Mapping[str, Mapping[str, Any]]
+    pods: Sequence[Mapping[str, Any]]
+
+
+def list_workloads(kube: Kube, namespace: str, wanted: Collection[str]) -> Workloads:
+    """The namespace's Deployments, and its Pods when one of `wanted` is among them; a namespace
+    that does not exist holds nothing."""
+    deployments = {str(d["metadata"]["name"]): d for d in _list(kube, object_path("apps/v1", "Deployment", namespace))}
+    pods = _list(kube, object_path("v1", "Pod", namespace)) if any(n in deployments for n in wanted) else []
+    return Workloads(deployments, pods)
+
+
+def _list(kube: Kube, path: str) -> list[dict[str, Any]]:
+    doc = kube.get(path)
+    return list((doc or {}).get("items") or [])
+
+
+def matching_pods(dep: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+    """What `selected_pods` asks the API server for, picked from pods already listed: those whose
+    labels hold every `spec.selector.matchLabels` pair (none when the selector is empty)."""
+    wanted = ((dep.get("spec") or {}).get("selector") or {}).get("matchLabels") or {}
+    if not wanted:
+        return []
+    return [pod for pod in pods
+            if all(((pod.get("metadata") or {}).get("labels") or {}).get(k) == v for k, v in wanted.items())]
+
+
+def runtime_state(ctr: Ctr, host_id: str, target: K3sTarget, listed: Workloads) -> RuntimeState:
+    """The primary Deployment (first of `stamp_deployments`), from its namespace's `listed` workloads."""
     name = target.stamp_deployments[0]
-    where = f"{host_id}:{target.namespace}/Deployment/{name}"
-    dep = read_deployment(kube, target.namespace, name)
+    dep = listed.deployments.get(name)
+    return deployment_state(ctr, f"{host_id}:{target.namespace}/Deployment/{name}", dep,
+                            matching_pods(dep, listed.pods) if dep is not None else [])
+
+
+def deployment_state(ctr: Ctr, where: str, dep: Mapping[str, Any] | None,
+                     pods: Sequence[Mapping[str, Any]]) -> RuntimeState:
+    """A Deployment (None: ABSENT) and its pods: image, labels, stamp, rollout."""
     if dep is None:
         return RuntimeState(target=where, presence=Presence.ABSENT)
     image = first_container(dep).get("image")
     image_id, labels = image_facts(ctr, image) if image else (None, {})
-    rollout = rollout_status(dep, selected_pods(kube, dep))
+    rollout = rollout_status(dep, pods)
     presence = Presence.RUNNING if rollout.ready else Presence.NOT_READY
     detail = None if rollout.ready else ("; ".join(rollout.problems) or "scaled to 0 replicas")
     return RuntimeState(target=where, presence=presence, image=image, image_id=image_id, labels=labels,

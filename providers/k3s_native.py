@@ -21,6 +21,7 @@ built and nothing comes from the internet.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -88,18 +89,42 @@ class K3sNativeProvider:
 
     # -- readers
 
-    def observe(self, request: ObserveRequest) -> RuntimeState:
-        target: K3sTarget = request.target
+    def observe(self, requests: Sequence[ObserveRequest], *, parallelism: int = 10) -> dict[str, RuntimeState]:
+        """Lists the Deployments (and Pods) of each namespace once, then reads containerd and health
+        per service, at most `parallelism` at a time."""
+        targets = {r.service_id: self._k3s_target(r) for r in requests}
+        wanted: dict[str, set[str]] = {}
+        for t in targets.values():
+            wanted.setdefault(t.namespace, set()).add(t.stamp_deployments[0])
+        with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(requests)))) as pool:
+            listed = dict(zip(wanted, pool.map(self._list_workloads, wanted.items()), strict=True))
+
+            def read(request: ObserveRequest) -> RuntimeState:
+                t = targets[request.service_id]
+                state = facts.runtime_state(self.ctr, self.host.id, t, listed[t.namespace])
+                if request.read_health and state.presence is not Presence.ABSENT:
+                    health = facts.read_health(self.kube, t.namespace, t.health_service, t.health_port,
+                                               request.health_path)
+                    state = attrs.evolve(state, health=health.state)
+                return state
+
+            states = list(pool.map(read, requests))
+        return {r.service_id: state for r, state in zip(requests, states, strict=True)}
+
+    def _list_workloads(self, namespace_names: tuple[str, set[str]]) -> facts.Workloads:
+        namespace, names = namespace_names
         try:
-            state = facts.runtime_state(self.kube, self.ctr, self.host.id, target)
+            return facts.list_workloads(self.kube, namespace, names)
         except ApiException as exc:
-            raise ProviderUnreachable(f"{self.host.id}: reading {target.namespace}/{target.stamp_deployments[0]}: "
+            raise ProviderUnreachable(f"{self.host.id}: listing the Deployments and Pods of namespace {namespace}: "
                                       f"{facts.api_error(exc)}", path=self.host.id) from exc
-        if request.read_health and state.presence is not Presence.ABSENT:
-            health = facts.read_health(self.kube, target.namespace, target.health_service, target.health_port,
-                                       request.health_path)
-            state = attrs.evolve(state, health=health.state)
-        return state
+
+    def _k3s_target(self, request: ObserveRequest) -> K3sTarget:
+        target: Target = request.target
+        if target.k3s is None:
+            raise UsageError(f"{request.service_id}: its target on {target.host} has no k3s section for the "
+                             "k3s-native provider", path=request.service_id)
+        return target.k3s
 
     def pause_image_check(self, image: str | None = None) -> dict[str, Any]:
         """E3: the sandbox image (default: the host's `sandboxImage`) is present and genuine."""

@@ -2,24 +2,25 @@
 
 No Docker daemon is involved. One artifact costs at most one manifest request and one config blob
 request (an image index costs one more manifest request to reach the platform manifest); layers
-are never downloaded. Every answer is a value: an unreachable registry is
+are never downloaded. A batch (`artifacts`) shares one keep-alive session, with a bounded number of
+reads in flight. Every answer is a value: an unreachable registry is
 `ArtifactState(reachable=False, error=...)`, never an exception.
 """
 
 from __future__ import annotations
 
 import json
-import urllib.error
-import urllib.request
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
 
 import attrs
+import requests
+from requests.adapters import HTTPAdapter
 
 from udeploy.engine.load.catalog import Catalog, Host
 from udeploy.engine.provider_api import (
     ArtifactState,
-    ObserveRequest,
     ProviderUnreachable,
     Published,
     PublishRequest,
@@ -72,12 +73,20 @@ class RegistryProvider:
 
     def artifact(self, image: str, *, refresh: bool = False) -> ArtifactState:
         """The image's digest and config labels; absent is `exists=False`, down is `reachable=False`."""
-        if not refresh and image in self._cache:
-            return self._cache[image]
-        state = self._read_artifact(image)
-        if state.reachable:
-            self._cache[image] = state
-        return state
+        with requests.Session() as session:
+            return self._artifact(session, image, refresh)
+
+    def artifacts(self, images: Sequence[str], *, parallelism: int = 10) -> dict[str, ArtifactState]:
+        """`artifact` of every image (what this reader already read is not read again), keyed by image."""
+        wanted = list(dict.fromkeys(images))
+        workers = max(1, min(parallelism, len(wanted)))
+        with requests.Session() as session, ThreadPoolExecutor(max_workers=workers) as pool:
+            # one connection pool for the batch, as large as the reads it runs at once
+            adapter = HTTPAdapter(pool_connections=workers, pool_maxsize=workers)
+            session.mount("http://", adapter)
+            session.mount("https://", adapter)
+            states = list(pool.map(lambda image: self._artifact(session, image, False), wanted))
+        return dict(zip(wanted, states, strict=True))
 
     def head(self, image: str) -> ArtifactState:
         """Existence and digest only: one HEAD of the manifest (`Docker-Content-Digest`), no labels."""
@@ -115,10 +124,6 @@ class RegistryProvider:
             names += json.loads(response.body).get("repositories") or []
             url = _next_link(root, response.headers.get("Link"))
         return names
-
-    def observe(self, request: ObserveRequest) -> ArtifactState:
-        """`request.target` is an image reference; the answer is an ArtifactState, not a RuntimeState."""
-        return self.artifact(str(request.target))
 
     # -- steps
 
@@ -166,11 +171,19 @@ class RegistryProvider:
 
     # -- internals
 
-    def _read_artifact(self, image: str) -> ArtifactState:
+    def _artifact(self, session: requests.Session, image: str, refresh: bool) -> ArtifactState:
+        if not refresh and image in self._cache:
+            return self._cache[image]
+        state = self._read_artifact(session, image)
+        if state.reachable:
+            self._cache[image] = state
+        return state
+
+    def _read_artifact(self, session: requests.Session, image: str) -> ArtifactState:
         ref = ImageRef.parse(image, self.registry)
         root = f"{base_url(ref.registry)}/v2/{ref.repository}"
         try:
-            manifest = self._request("GET", f"{root}/manifests/{ref.reference}", accept=ACCEPT)
+            manifest = self._request("GET", f"{root}/manifests/{ref.reference}", accept=ACCEPT, session=session)
         except _HttpError as exc:
             if exc.status == 404:
                 return ArtifactState(image=image, exists=False)
@@ -179,30 +192,34 @@ class RegistryProvider:
             return ArtifactState(image=image, exists=False, reachable=False, error=_reason(exc, root))
         digest = manifest.headers.get("Docker-Content-Digest") or sha256_digest(manifest.body)
         try:
-            labels = self._labels(root, manifest)
+            labels = self._labels(session, root, manifest)
         except _HttpError as exc:
             return ArtifactState(image=image, exists=True, digest=digest, error=str(exc))
         except (OSError, ValueError, KeyError) as exc:
             return ArtifactState(image=image, exists=True, digest=digest, error=_reason(exc, root))
         return ArtifactState(image=image, exists=True, digest=digest, labels=labels)
 
-    def _labels(self, root: str, manifest: _Response) -> dict[str, str]:
+    def _labels(self, session: requests.Session, root: str, manifest: _Response) -> dict[str, str]:
         doc = json.loads(manifest.body)
         media = doc.get("mediaType") or manifest.headers.get("Content-Type", "")
         if media in INDEX_TYPES or "manifests" in doc:
             child = _pick_platform(doc["manifests"])
-            doc = json.loads(self._request("GET", f"{root}/manifests/{child}", accept=ACCEPT).body)
+            doc = json.loads(self._request("GET", f"{root}/manifests/{child}", accept=ACCEPT, session=session).body)
         config_digest = doc["config"]["digest"]
-        config = json.loads(self._request("GET", f"{root}/blobs/{config_digest}").body)
+        config = json.loads(self._request("GET", f"{root}/blobs/{config_digest}", session=session).body)
         return dict((config.get("config") or {}).get("Labels") or {})
 
-    def _request(self, method: str, url: str, *, accept: str | None = None) -> _Response:
-        request = urllib.request.Request(url, method=method, headers={"Accept": accept} if accept else {})
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                return _Response(response.status, dict(response.headers.items()), response.read())
-        except urllib.error.HTTPError as exc:
-            raise _HttpError(exc.code, url, exc.read() or b"") from None
+    def _request(self, method: str, url: str, *, accept: str | None = None,
+                 session: requests.Session | None = None) -> _Response:
+        """A 2xx answer; `_HttpError` for another status; `OSError` (requests' errors are) when the
+        registry does not answer. Without a `session`, one connection for this request."""
+        send = session.request if session is not None else requests.request
+        # identity: a manifest's digest is over the bytes the registry stores, never a re-encoding
+        headers = {"Accept-Encoding": "identity", **({"Accept": accept} if accept else {})}
+        response = send(method, url, headers=headers, timeout=self.timeout)
+        if not 200 <= response.status_code < 300:
+            raise _HttpError(response.status_code, url, response.content or b"")
+        return _Response(response.status_code, dict(response.headers.items()), response.content)
 
 
 def _pick_platform(manifests: list[Mapping[str, Any]]) -> str:

@@ -310,8 +310,8 @@ def _runtime_after(pool: ProviderPool, state: DesiredState, node: Node) -> str |
         return None
     host, target = where
     found = pool.runtime(host).observe(
-        ObserveRequest(service_id=d.id, target=target, health_path=d.microservice.health_path, read_health=False))
-    return found.fingerprint
+        [ObserveRequest(service_id=d.id, target=target, health_path=d.microservice.health_path, read_health=False)])
+    return found[d.id].fingerprint
 
 
 def _service_outcomes(plan: Plan, outcomes: Mapping[str, NodeOutcome]) -> list[dict[str, Any]]:

@@ -1,7 +1,10 @@
 """Read live state for the selected services, concurrently under a bound.
 
-Only selected services are read; an artifact costs one registry lookup; each host's provider is
-built once and shared. Unsupported services are not read at all.
+Only selected services are read; unsupported services are not read at all. Each host's provider is
+built once and shared, and reads all of that host's services in one `observe` call (so it can list
+a project or a namespace once); the registry reads every artifact in one `artifacts` call. Hosts,
+the registry batch, upstream images and secret sources are read in parallel, at most `parallelism`
+at a time (and each batch runs at most `parallelism` reads of its own).
 """
 
 from __future__ import annotations
@@ -14,10 +17,11 @@ from typing import Any, TypeVar
 
 import attrs
 
-from udeploy.engine.load.catalog import Catalog, ComposeTarget, Host, RuntimeSecretsPolicy
+from udeploy.engine.load.catalog import Catalog, Host, RuntimeSecretsPolicy, Target
 from udeploy.engine.load.desired import DesiredService, DesiredState
 from udeploy.engine.load.upstream import UpstreamArtifact, UpstreamState, for_service, observe_upstream
 from udeploy.engine.plan.items import deployment_path
+from udeploy.engine.plan.steps import deploy_target
 from udeploy.engine.provider_api import (
     ArtifactReader,
     ArtifactState,
@@ -89,18 +93,14 @@ class ProviderPool:
                 close()
 
 
-def runtime_target(d: DesiredService) -> tuple[str, Any] | None:
-    """(host id, ComposeTarget | K3sTarget) where the service runs, or None."""
+def runtime_target(d: DesiredService) -> tuple[str, Target] | None:
+    """(host id, Target) where the service runs (as `deploy_target` finds it), or None: an environment
+    without a target, or no environment and no `localMode` compose section."""
     env = d.environment
-    if env is not None:
-        if env.target is None:
-            return None
-        return env.target.host, env.target.k3s or env.target.compose
-    c = d.microservice.local_mode.get("compose")
-    if not c:
+    if (env is not None and env.target is None) or (env is None and not d.microservice.local_mode.get("compose")):
         return None
-    return str(d.microservice.local_mode.get("host", d.microservice.deployment_host)), ComposeTarget(
-        file=c["file"], project=c["project"], service=c["service"], image=c["image"], health_port=c["healthPort"])
+    target = deploy_target(d)
+    return target.host, target
 
 
 def observe(state: DesiredState, pool: ProviderPool, *, parallelism: int = 10) -> Observations:
@@ -108,42 +108,51 @@ def observe(state: DesiredState, pool: ProviderPool, *, parallelism: int = 10) -
     runtime: dict[str, RuntimeState] = {}
     secrets: dict[str, Mapping[str, Any]] = {}
     upstream: dict[str, UpstreamState] = {}
+    images: dict[str, str] = {}  # service id -> its commit image in the registry
+    by_host: dict[str, list[ObserveRequest]] = {}
     jobs: list[Callable[[], None]] = []
     for d in state.services:
         path = deployment_path(d)
         if path == "unsupported":
             continue
         if path == "artifact-consumer":
-            image = state.catalog.registry_image(d.id, d.resolved_commit)
-            jobs.append(_job(artifacts, d.id, partial(_read_artifact, pool, image)))
+            images[d.id] = state.catalog.registry_image(d.id, d.resolved_commit)
         art = for_service(state.catalog, d.microservice) if path == "upstream-image" else None
         if art is not None:
             jobs.append(_job(upstream, d.id, partial(_read_upstream, pool, art)))
         where = runtime_target(d)
         if where is not None:
             host_id, target = where
-            req = ObserveRequest(service_id=d.id, target=target, health_path=d.microservice.health_path)
-            jobs.append(_job(runtime, d.id, partial(_read_runtime, pool, host_id, req)))
+            by_host.setdefault(host_id, []).append(
+                ObserveRequest(service_id=d.id, target=target, health_path=d.microservice.health_path))
         env = d.environment
         if env and env.runtime_secrets and env.target and env.target.compose:
             jobs.append(_job(secrets, d.id, partial(_read_secrets, pool, env.target.host, env.runtime_secrets,
                                                     env.target.compose.project)))
+    if images:
+        jobs.insert(0, partial(_read_artifacts, pool, images, artifacts, parallelism))
+    for host_id, requests in by_host.items():
+        jobs.insert(0, partial(_read_runtime, pool, host_id, requests, runtime, parallelism))
     with ThreadPoolExecutor(max_workers=max(1, parallelism)) as ex:
         for f in [ex.submit(j) for j in jobs]:
             f.result()  # re-raise the first provider error (ProviderUnreachable names the host)
     return Observations(artifacts=artifacts, runtime=runtime, secrets=secrets, upstream=upstream)
 
 
-def _read_artifact(pool: ProviderPool, image: str) -> ArtifactState:
-    return pool.artifacts().artifact(image)
+def _read_artifacts(pool: ProviderPool, images: Mapping[str, str], into: dict[str, ArtifactState],
+                    parallelism: int) -> None:
+    found = pool.artifacts().artifacts(sorted(set(images.values())), parallelism=parallelism)
+    into.update({service: found[image] for service, image in images.items()})
 
 
 def _read_upstream(pool: ProviderPool, art: UpstreamArtifact) -> UpstreamState:
     return observe_upstream(art, pool.artifacts())
 
 
-def _read_runtime(pool: ProviderPool, host_id: str, request: ObserveRequest) -> RuntimeState:
-    return pool.runtime(host_id).observe(request)
+def _read_runtime(pool: ProviderPool, host_id: str, requests: list[ObserveRequest], into: dict[str, RuntimeState],
+                  parallelism: int) -> None:
+    found = pool.runtime(host_id).observe(requests, parallelism=parallelism)
+    into.update({r.service_id: found[r.service_id] for r in requests})
 
 
 def _read_secrets(pool: ProviderPool, host_id: str, policy: RuntimeSecretsPolicy, project: str) -> Mapping[str, Any]:

@@ -13,9 +13,14 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from tests.apply.conftest import Lab
 from udeploy.engine.apply import lock as env_lock
+from udeploy.providers.compose_host import ComposeHostProvider
+from udeploy.providers.registry import RegistryProvider
 
 SERVICES = ["--service", "backend-core", "--service", "frontend", "--service", "findjob"]
 
@@ -301,3 +306,29 @@ def test_O6_a_detached_apply_that_is_refused_reports_it_in_job_status(lab: Lab, 
     assert status["state"] == "refused", status
     assert status["result"]["error"]["code"] == "plan-stale"
     assert "findjob" not in lab.containers("D601")
+
+
+def test_K3_refresh_reads_each_host_in_one_observe_call_and_the_registry_in_one_batch(
+        lab: Lab, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """K3: a refreshing plan asks each host's provider once for all of that host's services, and the
+    registry once for all artifacts (the providers then list once per project, see tests/providers)."""
+    publish_all(lab, lab.sample.commits["frontend-v2"], "backend-core", "frontend", "findjob")
+    observed: list[tuple[str, list[str]]] = []
+    read: list[list[str]] = []
+    real_observe, real_artifacts = ComposeHostProvider.observe, RegistryProvider.artifacts
+
+    def counting_observe(self: ComposeHostProvider, requests: Any, **kwargs: Any) -> Any:
+        observed.append((self.host.id, sorted(r.service_id for r in requests)))
+        return real_observe(self, requests, **kwargs)
+
+    def counting_artifacts(self: RegistryProvider, images: Any, **kwargs: Any) -> Any:
+        read.append(list(images))
+        return real_artifacts(self, images, **kwargs)
+
+    monkeypatch.setattr(ComposeHostProvider, "observe", counting_observe)
+    monkeypatch.setattr(RegistryProvider, "artifacts", counting_artifacts)
+    plan = plan_out(lab, tmp_path / "plan.json", *SERVICES)
+    assert sorted(observed) == [("D601", ["findjob"]), ("main-server", ["backend-core", "frontend"])]
+    assert len(read) == 1 and len(read[0]) == 3, read
+    assert {s["id"]: s["action"] for s in plan["services"]} == {
+        "backend-core": "deploy", "frontend": "deploy", "findjob": "deploy"}

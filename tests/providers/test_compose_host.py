@@ -30,8 +30,9 @@ from tests.providers.support import (
     v1_labels,
 )
 from udeploy.engine.errors import UsageError
-from udeploy.engine.load.catalog import Catalog, ComposeTarget, Host
+from udeploy.engine.load.catalog import Catalog, ComposeTarget, Host, Target
 from udeploy.engine.provider_api import ObserveRequest, Presence, ProviderUnreachable, StepRequest, StepResult
+from udeploy.providers import compose_facts as facts
 from udeploy.providers.compose_host import ComposeHostProvider
 from udeploy.providers.git import GitProvider
 
@@ -83,8 +84,13 @@ class Deployment:
             assert results[kind].ok, f"{self.host} {kind}: {results[kind].message}"
         return results
 
+    def request(self, service: str = "svc", project: str | None = None) -> ObserveRequest:
+        """An observe request for `service` of the test project (or of `project`), keyed by `service`."""
+        compose = attrs.evolve(self.target, service=service, project=project or self.project)
+        return ObserveRequest(service, Target(host=self.host, compose=compose, k3s=None))
+
     def observe(self, service: str = "svc") -> Any:
-        return self.provider.observe(ObserveRequest("svc", attrs.evolve(self.target, service=service)))
+        return self.provider.observe([self.request(service)])[service]
 
 
 @pytest.fixture(scope="module", params=HOSTS)
@@ -235,6 +241,56 @@ def test_observe_absent_service(deployment: Deployment) -> None:
     assert state.presence is Presence.ABSENT and state.health is None and state.identity is None
 
 
+def test_K3_batched_observe_lists_each_project_once_and_reads_what_single_reads_read(
+        deployment: Deployment, monkeypatch: pytest.MonkeyPatch) -> None:
+    """K3: one `observe` call for several services of a host answers each exactly as reading it alone
+    does (the per-service list-and-inspect reader, and a one-service batch): running, exited, absent
+    in a listed project, absent in a project that has no container. It lists the containers of each
+    Compose project once, never once per service."""
+    provider, project = deployment.provider, deployment.project
+    client = provider.shell.docker()
+    if deployment.observe().presence is Presence.ABSENT:
+        deployment.deploy(deployment.source.commits["new"])
+    for service, command in (("side", "sleep 600"), ("quit", "exit 3")):  # more services of the project
+        client.containers.run(f"{deployment.source.local_image}:latest", entrypoint=["/bin/busybox", "sh", "-c"],
+                              command=[command], detach=True, network_mode="none",
+                              environment={"UNIDESK_DEPLOY_COMMIT": service},
+                              labels={"com.docker.compose.project": project, "com.docker.compose.service": service})
+    wait_until_exited = time.monotonic() + 20
+    while deployment.observe("quit").presence is Presence.RUNNING and time.monotonic() < wait_until_exited:
+        time.sleep(0.2)
+    requests = [deployment.request(s) for s in ("svc", "side", "quit", "never-deployed")]
+    requests.append(deployment.request("elsewhere", project=f"{project}none"))
+
+    def alone(request: ObserveRequest) -> Any:
+        """The per-service reader: one list call filtered to project/service, then one inspect."""
+        c = request.target.compose
+        where = f"{deployment.host}:{c.project}/{c.service}"
+        state = facts.container_state(provider.shell, where, facts.service_container(provider.shell, c.project,
+                                                                                     c.service))
+        if state.presence is not Presence.ABSENT:
+            state = attrs.evolve(state, health=facts.read_health(provider.shell, c.health_port, request.health_path))
+        return state
+
+    listed: list[Any] = []
+    real_list = client.api.containers
+
+    def counting_list(*args: Any, **kwargs: Any) -> Any:
+        listed.append(kwargs.get("filters"))
+        return real_list(*args, **kwargs)
+
+    before = {r.service_id: alone(r) for r in requests}
+    monkeypatch.setattr(client.api, "containers", counting_list)
+    batch = provider.observe(requests, parallelism=3)
+    monkeypatch.undo()
+    assert batch == before == {r.service_id: provider.observe([r])[r.service_id] for r in requests}
+    assert [batch[s].presence for s in ("svc", "side", "quit", "never-deployed", "elsewhere")] == [
+        Presence.RUNNING, Presence.RUNNING, Presence.NOT_READY, Presence.ABSENT, Presence.ABSENT]
+    assert batch["side"].deploy_env == {"UNIDESK_DEPLOY_COMMIT": "side"}
+    assert sorted(f["label"] for f in listed) == sorted(
+        [[f"com.docker.compose.project={p}"] for p in (project, f"{project}none")]), listed
+
+
 @pytest.mark.parametrize("host_id", HOSTS)
 def test_B1_B4_target_side_build_from_git_archive(
         host_id: str, hosts: dict[str, Host], catalog: Catalog, source: Source, images: Images, token: str,
@@ -295,7 +351,7 @@ def test_unreachable_hosts_raise_provider_unreachable(catalog: Catalog) -> None:
     for host in dead:
         provider = ComposeHostProvider.build(host, catalog)
         with pytest.raises(ProviderUnreachable) as raised:
-            provider.observe(ObserveRequest("s", target))
+            provider.observe([ObserveRequest("s", Target(host=host.id, compose=target, k3s=None))])
         assert raised.value.path == host.id
         with pytest.raises(ProviderUnreachable):
             provider.execute(StepRequest("s/transfer-image", "transfer-image", "s",

@@ -29,8 +29,9 @@ from tests.lab.kube_fixtures import KUBECONFIG, ctr, kube_api, lab_containers, w
 from tests.labkit import context_tar
 from tests.providers.support import Images, Source, deploy_env, free_port, init_repo, v1_labels
 from udeploy.engine.errors import UsageError
-from udeploy.engine.load.catalog import Catalog, Host, K3sTarget
+from udeploy.engine.load.catalog import Catalog, Host, K3sTarget, Target
 from udeploy.engine.provider_api import ObserveRequest, Presence, ProviderUnreachable, StepRequest, StepResult
+from udeploy.providers import k3s_facts as facts
 from udeploy.providers.git import GitProvider
 from udeploy.providers.k3s_containerd import Ctr
 from udeploy.providers.k3s_native import K3sNativeProvider
@@ -123,8 +124,13 @@ class K3sLab:
                          stamp_deployments=("svc",), import_image=f"{self.local}:{{commit}}", health_service="svc",
                          health_port=8080)
 
+    def request(self, service: str = "svc", read_health: bool = True, **target: Any) -> ObserveRequest:
+        """An observe request keyed by `service` for the test target, with `target` fields changed."""
+        k3s = attrs.evolve(self.target, **target)
+        return ObserveRequest(service, Target(host="D601-k3s", compose=None, k3s=k3s), "/health", read_health)
+
     def observe(self, read_health: bool = True) -> Any:
-        return self.provider.observe(ObserveRequest("svc", self.target, "/health", read_health))
+        return self.provider.observe([self.request(read_health=read_health)])["svc"]
 
 
 def _git_remote(root: Path, files: dict[str, str]) -> tuple[str, str]:
@@ -241,7 +247,7 @@ def test_E2_only_the_host_kubeconfig_counts(k3s: K3sLab, hosts: dict[str, Host],
     try:
         assert provider.kube.server == "http://127.0.0.1:16443"
         assert provider.ctr.address == hosts["D601-k3s"].settings["containerdSocket"]
-        state = provider.observe(ObserveRequest("svc", attrs.evolve(k3s.target, namespace=f"{k3s.namespace}-absent")))
+        state = provider.observe([k3s.request(namespace=f"{k3s.namespace}-absent")])["svc"]
         assert state.presence is Presence.ABSENT
     finally:
         provider.close()
@@ -254,7 +260,7 @@ def test_an_unanswering_api_server_is_provider_unreachable(k3s: K3sLab, hosts: d
     host = attrs.evolve(hosts["D601-k3s"], settings={**hosts["D601-k3s"].settings, "kubeconfig": str(dead)})
     provider = K3sNativeProvider.build(host, None)
     with pytest.raises(ProviderUnreachable) as down:
-        provider.observe(ObserveRequest("svc", k3s.target))
+        provider.observe([k3s.request()])
     assert "D601-k3s" in down.value.message and "127.0.0.1:1" in down.value.message
     result = provider.execute(StepRequest("svc/rollout", "rollout", "svc", k3s.params("rollout", "c")))
     assert not result.ok and "does not answer" in result.message
@@ -375,11 +381,11 @@ def test_observe_identity_is_stable_while_the_controller_writes_status(k3s: K3sL
     new = deployed["commits"]["new"]
     _apps(k3s).create_namespaced_deployment(k3s.namespace, _deployment("watch", f"{k3s.local}:{new}",
                                                                        env=deploy_env(new)))
-    target = attrs.evolve(k3s.target, stamp_deployments=("watch",), health_service="watch")
+    request = k3s.request(read_health=False, stamp_deployments=("watch",), health_service="watch")
     path = f"/apis/apps/v1/namespaces/{k3s.namespace}/deployments/watch"
 
     def observe() -> Any:
-        return k3s.provider.observe(ObserveRequest("svc", target, read_health=False))
+        return k3s.provider.observe([request])["svc"]
 
     created = observe()
     assert k3s.step("rollout", new, deployments=["watch"]).ok
@@ -397,6 +403,56 @@ def test_observe_identity_is_stable_while_the_controller_writes_status(k3s: K3sL
     assert second.fingerprint == first.fingerprint  # what apply compares to detect a stale plan
 
 
+@pytest.mark.req("K3")
+def test_K3_batched_observe_lists_each_namespace_once_and_reads_what_single_reads_read(
+        k3s: K3sLab, deployed: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """K3: one `observe` call for several services of a host answers each exactly as reading it alone
+    does (GET of its Deployment, its pods by label selector, and a one-service batch): two running
+    Deployments, one absent in a listed namespace, one in a namespace that does not exist. It lists
+    the Deployments and Pods of each namespace once (no Pods where no asked-for Deployment exists)."""
+    old = deployed["commits"]["old"]
+    _apps(k3s).create_namespaced_deployment(k3s.namespace, _deployment("batchside", f"{k3s.local}:{old}",
+                                                                       env=deploy_env(old)))
+    assert k3s.step("rollout", old, deployments=["batchside"]).ok
+    absent_namespace = f"{k3s.namespace}-absent"
+    requests = [k3s.request(), k3s.request("batchside", stamp_deployments=("batchside",), health_service="batchside"),
+                k3s.request("ghost", stamp_deployments=("ghost",)),
+                k3s.request("elsewhere", namespace=absent_namespace)]
+    kube, containerd = k3s.provider.kube, k3s.provider.ctr
+
+    def alone(request: ObserveRequest) -> Any:
+        """The per-object reader: GET the Deployment, then its pods by label selector."""
+        t = request.target.k3s
+        name = t.stamp_deployments[0]
+        dep = facts.read_deployment(kube, t.namespace, name)
+        state = facts.deployment_state(containerd, f"D601-k3s:{t.namespace}/Deployment/{name}", dep,
+                                       facts.selected_pods(kube, dep) if dep is not None else [])
+        if state.presence is not Presence.ABSENT:
+            health = facts.read_health(kube, t.namespace, t.health_service, t.health_port, request.health_path)
+            state = attrs.evolve(state, health=health.state)
+        return state
+
+    gets: list[str] = []
+    real_request = facts.Kube.request
+
+    def counting_request(self: facts.Kube, method: str, path: str, **kwargs: Any) -> Any:
+        if method == "GET":
+            gets.append(path)
+        return real_request(self, method, path, **kwargs)
+
+    before = {r.service_id: alone(r) for r in requests}
+    monkeypatch.setattr(facts.Kube, "request", counting_request)
+    batch = k3s.provider.observe(requests, parallelism=3)
+    monkeypatch.undo()
+    assert batch == before == {r.service_id: k3s.provider.observe([r])[r.service_id] for r in requests}
+    assert [batch[s].presence for s in ("svc", "batchside", "ghost", "elsewhere")] == [
+        Presence.RUNNING, Presence.RUNNING, Presence.ABSENT, Presence.ABSENT]
+    assert batch["batchside"].live_commit == old and batch["svc"].health is not None
+    assert sorted(gets) == sorted([f"/apis/apps/v1/namespaces/{k3s.namespace}/deployments",
+                                   f"/api/v1/namespaces/{k3s.namespace}/pods",
+                                   f"/apis/apps/v1/namespaces/{absent_namespace}/deployments"]), gets
+
+
 @pytest.mark.req("C2")
 def test_rollout_of_an_image_missing_from_containerd_fails_naming_ImagePullBackOff(
         k3s: K3sLab, deployed: dict[str, Any]) -> None:
@@ -410,8 +466,7 @@ def test_rollout_of_an_image_missing_from_containerd_fails_naming_ImagePullBackO
     assert not result.ok
     assert "ImagePullBackOff" in result.message and f"udtest{k3s.token}-never-imported" in result.message
     assert time.monotonic() - started < 15
-    state = k3s.provider.observe(ObserveRequest("ghost", attrs.evolve(k3s.target, stamp_deployments=("ghost",)),
-                                                read_health=False))
+    state = k3s.provider.observe([k3s.request("ghost", read_health=False, stamp_deployments=("ghost",))])["ghost"]
     assert state.presence is Presence.NOT_READY and "ImagePullBackOff" in (state.detail or "")
 
 

@@ -16,7 +16,7 @@ import pytest
 
 from tests.providers.support import Images, Source, free_port, v1_labels
 from udeploy.engine.load.catalog import Catalog
-from udeploy.engine.provider_api import ObserveRequest, ProviderUnreachable, StepRequest
+from udeploy.engine.provider_api import ProviderUnreachable, StepRequest
 from udeploy.providers import registry as registry_module
 from udeploy.providers.oci import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
 from udeploy.providers.registry import RegistryProvider
@@ -136,12 +136,31 @@ def test_C3_oci_index_and_oci_manifest_are_read(provider: RegistryProvider, imag
         urllib.request.urlopen(urllib.request.Request(f"{root}/manifests/{digest}", method="DELETE"), timeout=5)
 
 
-def test_registry_health_catalog_and_observe(provider: RegistryProvider, images: Images, source: Source) -> None:
+def test_registry_health_and_catalog(provider: RegistryProvider, images: Images) -> None:
     assert provider.health() is True
     assert images.repository in provider.catalog()
-    image = images.ref(source.commits["old"])
-    state = provider.observe(ObserveRequest("svc", image))
-    assert state.exists and state.labels["unidesk.ai/source-commit"] == source.commits["old"]
+
+
+def test_C3_batched_artifacts_read_what_single_reads_read_in_one_session(
+        provider: RegistryProvider, images: Images, source: Source, monkeypatch: pytest.MonkeyPatch) -> None:
+    """C3: `artifacts` answers each image as `artifact` does (present with digest and labels, absent),
+    keyed by image, reading each image once, every request through one keep-alive session."""
+    old, new, missing = (images.ref(c) for c in (source.commits["old"], source.commits["new"], "0" * 40))
+    alone = {image: RegistryProvider(registry=provider.registry).artifact(image) for image in (old, new, missing)}
+    sessions: list[Any] = []
+    original = RegistryProvider._request
+
+    def counting(self: RegistryProvider, method: str, url: str, **kwargs: Any) -> Any:
+        sessions.append(kwargs.get("session"))
+        return original(self, method, url, **kwargs)
+
+    monkeypatch.setattr(registry_module.RegistryProvider, "_request", counting)
+    batch = provider.artifacts([old, new, missing, old], parallelism=2)
+    assert batch == alone and list(batch) == [old, new, missing]
+    assert batch[old].labels["unidesk.ai/source-commit"] == source.commits["old"]
+    assert not batch[missing].exists and batch[missing].reachable
+    assert len(sessions) == 5, "manifest + config of each present image, the manifest of the absent one"
+    assert len({id(s) for s in sessions}) == 1 and sessions[0] is not None
 
 
 def _canonical(doc: dict[str, Any]) -> bytes:
