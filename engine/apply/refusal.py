@@ -52,7 +52,8 @@ def record_refusal(state: Path, job_id: str, plan: Plan, exc: UdeployError) -> N
     try:
         job = Job.open(state, job_id)
     except JobNotFound:
-        job = Job.create(state, plan_digest="", plan_file=None, environment=(plan.environment or {}).get("name"),
-                         dry_run=False, nodes=[], job_id=job_id)
+        job = Job.create(state, plan_digest="", plan_file=None,
+                         environment=plan.environment.name if plan.environment else None, dry_run=False, nodes=[],
+                         job_id=job_id)
     job.log(f"refused: {exc.code}: {exc.message}")
     job.finish("refused", exc.to_json())

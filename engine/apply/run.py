@@ -30,7 +30,8 @@ from udeploy.engine.plan.guardrails import run_all
 from udeploy.engine.plan.model import Action, Node, Plan
 from udeploy.engine.plan.observe import Observations, ProviderPool, observe, runtime_target
 from udeploy.engine.plan.planfile import PlanStale, to_document
-from udeploy.engine.plan.planner import guard_context, request_from_json
+from udeploy.engine.plan.planner import guard_context, request_of
+from udeploy.engine.plan.records import EnvManifest
 from udeploy.engine.provider_api import ObserveRequest, SourceReader, StepKind, StepRequest, source_reader
 
 
@@ -57,7 +58,7 @@ def _silent(message: str) -> None:
 
 def plan_scope(plan: Plan) -> str:
     """The lock scope: one apply per environment (or per local manifest)."""
-    return f"env-{plan.environment['name']}" if plan.environment else "local-manifest"
+    return f"env-{plan.environment.name}" if plan.environment else "local-manifest"
 
 
 class Resume:
@@ -113,10 +114,10 @@ def check_trust(plan: Plan, options: ApplyOptions, pool_for: Callable[[DesiredSt
     git = source_reader()
     _check_manifest_unmoved(plan, git, options.checkout)
     progress("re-reading desired and live state")
-    state = load_desired(request_from_json(plan.request, options.checkout), git)
-    if state.source.commit != plan.manifest.get("commit"):
-        raise PlanStale(f"manifest moved: planned at {plan.manifest.get('commit')}, now {state.source.commit}",
-                        path=str(plan.manifest.get("ref")))
+    state = load_desired(request_of(plan.request, options.checkout), git)
+    if isinstance(plan.manifest, EnvManifest) and state.source.commit != plan.manifest.commit:
+        raise PlanStale(f"manifest moved: planned at {plan.manifest.commit}, now {state.source.commit}",
+                        path=plan.manifest.ref)
     pool = pool_for(state)
     obs = observe(state, pool, parallelism=options.parallelism) if plan.refreshed else \
         Observations(artifacts={}, runtime={}, secrets={})
@@ -141,22 +142,22 @@ def check_trust(plan: Plan, options: ApplyOptions, pool_for: Callable[[DesiredSt
 
 def _check_manifest_unmoved(plan: Plan, git: SourceReader, checkout: Path) -> None:
     m = plan.manifest
-    if m.get("mode") == "env":
-        remote = str(m["remote"])
+    if isinstance(m, EnvManifest):
+        remote = m.remote
         real = origin_url(checkout)  # the plan records the remote redacted; fetch with the checkout's own
-        now_at = git.ref_commit(real if redact_url(real) == remote else remote, str(m["ref"]))
-        if now_at != m["commit"]:
-            raise PlanStale(f"manifest ref {m['ref']} moved from {str(m['commit'])[:12]} to {now_at[:12]} since "
-                            "the plan was made; make a new plan", path=str(m["ref"]),
-                            details={"planned": m["commit"], "now": now_at})
+        now_at = git.ref_commit(real if redact_url(real) == remote else remote, m.ref)
+        if now_at != m.commit:
+            raise PlanStale(f"manifest ref {m.ref} moved from {m.commit[:12]} to {now_at[:12]} since "
+                            "the plan was made; make a new plan", path=m.ref,
+                            details={"planned": m.commit, "now": now_at})
         return
-    _, _, source = open_file_source(Path(str(m["file"])), checkout)
-    for name, planned, now in (("deploy manifest", m.get("sha256"), source.file_sha256),
-                               ("config.json", m.get("configSha256"), source.config_blob),
-                               ("CI.json", m.get("ciSha256"), source.ci_blob)):
+    _, _, source = open_file_source(Path(m.file), checkout)
+    for name, planned, now in (("deploy manifest", m.sha256, source.file_sha256),
+                               ("config.json", m.config_sha256, source.config_blob),
+                               ("CI.json", m.ci_sha256, source.ci_blob)):
         if planned != now:
             raise PlanStale(f"{name} changed in the working tree since the plan was made; make a new plan",
-                            path=str(m["file"]) if name == "deploy manifest" else name)
+                            path=m.file if name == "deploy manifest" else name)
 
 
 def _moved_nodes(plan: Plan, obs: Observations, resume: Resume) -> list[dict[str, Any]]:
@@ -172,9 +173,10 @@ def _moved_nodes(plan: Plan, obs: Observations, resume: Resume) -> list[dict[str
         else:
             rt = obs.runtime.get(n.service or "")
             now_fp = rt.fingerprint if rt else None
-            before = live.get(n.service or "") or {}
-            what = (f"{n.service} on {rt.target if rt else n.host}: was {before.get('presence')} at "
-                    f"{str(before.get('commit'))[:12]}, now {rt.presence.value if rt else 'unreadable'} at "
+            before = live.get(n.service or "")
+            was = (before.presence.value, before.commit) if before else (None, None)
+            what = (f"{n.service} on {rt.target if rt else n.host}: was {was[0]} at "
+                    f"{str(was[1])[:12]}, now {rt.presence.value if rt else 'unreadable'} at "
                     f"{str(rt.live_commit if rt else None)[:12]}")
         expected = resume.runtime_fingerprint(n.service) if n.kind is not StepKind.VERIFY_ARTIFACT else None
         expected = expected or n.observed
@@ -207,7 +209,7 @@ def apply_plan(plan: Plan, options: ApplyOptions, *, pool_for: Callable[[Desired
         _refuse_completed(plan, resume, options)
         state, pool, _ = check_trust(plan, options, pool_for, resume, progress)
         job = Job.create(options.state_dir, plan_digest=digest, plan_file=options.plan_file,
-                         environment=(plan.environment or {}).get("name"), dry_run=options.dry_run,
+                         environment=plan.environment.name if plan.environment else None, dry_run=options.dry_run,
                          nodes=[n.id for n in plan.nodes], job_id=job_id)
         if taken_over:
             job.log(f"took over lock {taken_over.get('lockId')} abandoned by job {taken_over.get('jobId')} "

@@ -13,7 +13,10 @@ from udeploy.engine.checks.runtime_checks import run_checks
 from udeploy.engine.load.desired import DesiredState, Request
 from udeploy.engine.plan.model import Action, ServiceChange
 from udeploy.engine.plan.observe import ProviderPool
+from udeploy.engine.plan.planfile import make_converter
 from udeploy.engine.plan.planner import PlanOptions, make_plan
+from udeploy.engine.plan.records import EnvironmentRecord, LiveSummary, ManifestRecord
+from udeploy.engine.provider_api import Presence
 
 
 def check_live(request: Request, parallelism: int = 10) -> dict[str, Any]:
@@ -34,15 +37,18 @@ def check_live(request: Request, parallelism: int = 10) -> dict[str, Any]:
     p = planned.plan
     differ = [s.id for s in p.services if s.action is not Action.UNSUPPORTED and not live_matches(s)]
     failing = [c for c in checks if not c.get("ok")]
-    return {"udeployVersion": __version__, "manifest": dict(p.manifest), "environment": p.environment,
+    conv = make_converter()
+    return {"udeployVersion": __version__, "manifest": conv.unstructure(p.manifest, ManifestRecord),
+            "environment": conv.unstructure(p.environment, EnvironmentRecord | None),
             "inSync": not differ, "differ": differ, "checksPassed": not failing, "checks": checks,
             "services": [{"id": s.id, "action": s.action.value, "desiredCommit": s.resolved_commit,
-                          "live": s.live, "drift": s.drift, "reason": s.reason} for s in p.services]}
+                          "live": conv.unstructure(s.live, LiveSummary | None), "drift": s.drift,
+                          "reason": s.reason} for s in p.services]}
 
 
 def live_matches(s: ServiceChange) -> bool:
     """Running, at the desired commit, and its /health (when it reports one) agrees."""
-    live = s.live or {}
-    health = live.get("health") or {}
-    return (live.get("presence") == "running" and live.get("commit") == s.resolved_commit
-            and health.get("deployCommit") in (None, s.resolved_commit))
+    live = s.live
+    if live is None or live.presence is not Presence.RUNNING or live.commit != s.resolved_commit:
+        return False
+    return live.health is None or live.health.deploy_commit in (None, s.resolved_commit)

@@ -19,6 +19,7 @@ from udeploy.engine.load.catalog import GATING_MODES
 from udeploy.engine.load.k8s_exposure import exposures
 from udeploy.engine.load.k8s_manifest import K8sObject
 from udeploy.engine.plan.model import Action, GuardrailResult, Plan
+from udeploy.engine.plan.plan_item import DeploymentPath
 from udeploy.engine.provider_api import StepKind
 
 
@@ -92,10 +93,10 @@ def _no_steps_unless_deploy(ctx: GuardContext) -> Iterable[Diagnostic]:
 @guardrail("C4", "no-build-in-artifact-consumer", "CD never compiles or builds: artifact consumers have no "
            "export-source or build-image step.")
 def _no_build(ctx: GuardContext) -> Iterable[Diagnostic]:
-    paths = {s.id: s.item.get("deploymentPath") for s in ctx.plan.services}
+    paths = {s.id: s.item.deployment_path for s in ctx.plan.services}
     for n in ctx.plan.nodes:
         building = n.kind in (StepKind.BUILD_IMAGE, StepKind.EXPORT_SOURCE)
-        if building and paths.get(n.service or "") != "target-side-build":
+        if building and paths.get(n.service or "") is not DeploymentPath.TARGET_SIDE_BUILD:
             yield _finding("build-in-artifact-consumer", f"{n.id} would build during CD", n.service)
 
 
@@ -103,11 +104,11 @@ def _no_build(ctx: GuardContext) -> Iterable[Diagnostic]:
            "consumerKind=unsupported, deployCommandShape=none, liveApply.allowed=false.")
 def _unsupported_shape(ctx: GuardContext) -> Iterable[Diagnostic]:
     for s in ctx.plan.services:
-        if s.item.get("deploymentPath") != "unsupported":
+        if s.item.deployment_path is not DeploymentPath.UNSUPPORTED:
             continue
         item = s.item
-        if (item["artifactConsumer"]["consumerKind"] != "unsupported" or item["target"]["deployCommandShape"] != "none"
-                or item["liveApply"]["allowed"] or s.action is not Action.UNSUPPORTED):
+        if (item.artifact_consumer.consumer_kind != "unsupported" or item.target.deploy_command_shape != "none"
+                or item.live_apply.allowed or s.action is not Action.UNSUPPORTED):
             yield _finding("unsupported-executable", f"{s.id} is unsupported but exposes an executable target", s.id)
 
 
@@ -119,8 +120,7 @@ def _blocked_shape(ctx: GuardContext) -> Iterable[Diagnostic]:
             continue
         if s.blocked is None:  # the plan model refuses this; the check stays for the record (O3)
             yield _finding("blocked-without-reason", f"{s.id} is {s.action.value} without blockedReason", s.id)
-        elif s.item.get("liveApply", {}).get("mode") in {m.value for m in GATING_MODES} \
-                and not isinstance(s.item.get("dryRunOnly"), bool):
+        elif s.item.live_apply.mode in GATING_MODES and s.item.dry_run_only is None:
             yield _finding("blocked-without-dry-run-only", f"{s.id} is {s.action.value} without dryRunOnly", s.id)
 
 
@@ -131,7 +131,7 @@ SECRET_KEY = re.compile(r"(SECRET|TOKEN|PASSWORD|CLIENT_ID|PRIVATE_KEY)", re.I)
            "parameter or item carries a value for a secret-looking key.")
 def _no_secret_values(ctx: GuardContext) -> Iterable[Diagnostic]:
     for s in ctx.plan.services:
-        secrets = s.item.get("artifactConsumer", {}).get("runtimeSecrets") or {}
+        secrets = s.item.artifact_consumer.runtime_secrets or {}
         for k, v in secrets.items():
             if k not in ("secretSource", "secretFile", "recommendedAction") and isinstance(v, str):
                 yield _finding("secret-value", f"{s.id}: runtimeSecrets.{k} holds a string", s.id)

@@ -14,6 +14,8 @@ from typing import Any
 import attrs
 
 from udeploy.engine.errors import Diagnostic
+from udeploy.engine.plan.plan_item import PlanItem
+from udeploy.engine.plan.records import EnvironmentRecord, LiveSummary, ManifestRecord, PlanRequest
 from udeploy.engine.provider_api import StepKind
 
 FORMAT_VERSION = 1
@@ -128,8 +130,8 @@ class ServiceChange:
     reason: str  # for display only
     requested_commit: str
     resolved_commit: str
-    item: Mapping[str, Any]  # the environment plan item fields (O3), already JSON-shaped
-    live: Mapping[str, Any] | None = None  # observed summary; None when not refreshed
+    item: PlanItem  # the environment plan item (O3)
+    live: LiveSummary | None = None  # observed summary; None when not refreshed
     drift: str | None = None  # live state changed outside udeploy, and how
     # Why policy or a missing precondition stops it (the item's `blockedReason`); a one-step apply
     # that asks for this service is refused under `blocked.rule`.
@@ -155,11 +157,9 @@ class Plan:
     udeploy_version: str
     created_at: str
     mode: str  # "env" | "file"
-    environment: Mapping[str, Any] | None
-    manifest: Mapping[str, Any]  # remote, ref, commit, blobs: apply refuses when the ref moved
-    # The request that made the plan (env/file, services, commit override, ref): apply reloads the
-    # desired state with it and re-observes, to prove nothing moved since.
-    request: Mapping[str, Any]
+    environment: EnvironmentRecord | None  # None in local-manifest mode
+    manifest: ManifestRecord  # where the manifests were read: apply refuses when that moved
+    request: PlanRequest  # apply reloads the desired state with it and re-observes
     refreshed: bool
     forced: bool
     selection: tuple[str, ...]  # the --service ids, empty for all

@@ -9,19 +9,47 @@ match (tampered) or whose format it does not know, before trusting anything in i
 from __future__ import annotations
 
 import codecs
+import enum
 import hashlib
 import json
 import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args, get_origin
 
+import attrs
 import cattrs
+from cattrs.cols import homogenous_tuple_structure_factory
+from cattrs.errors import ClassValidationError, IterableValidationError
 from cattrs.gen import make_dict_structure_fn, make_dict_unstructure_fn, override
+from cattrs.v import format_exception
 
 from udeploy.engine.errors import Diagnostic, ExitCode, InputTooLarge, ManifestInvalid, UdeployError
 from udeploy.engine.load.input_files import MAX_PLAN_BYTES, read_input, shown
 from udeploy.engine.load.jsonschema_check import check, parse_json
-from udeploy.engine.plan.model import FORMAT_VERSION, Action, Blocked, GuardrailResult, Node, Plan, ServiceChange
+from udeploy.engine.plan.model import FORMAT_VERSION, Blocked, GuardrailResult, Node, Plan, ServiceChange
+from udeploy.engine.plan.plan_item import (
+    ArtifactConsumer,
+    BuildRecord,
+    ComposeRecord,
+    K3sRecord,
+    LiveApplyRecord,
+    PlanItem,
+    RegistryRecord,
+    SourceRecord,
+    TargetRecord,
+    UpstreamRecord,
+    Validation,
+)
+from udeploy.engine.plan.records import (
+    EnvironmentRecord,
+    EnvManifest,
+    FileManifest,
+    LiveHealth,
+    LiveSummary,
+    ManifestRecord,
+    PlanRequest,
+)
 
 SERVICE_KEYS = ("id", "action", "reason", "requestedCommit", "resolvedCommit", "live", "drift", "blockedReason")
 
@@ -50,57 +78,153 @@ def _camel(name: str) -> str:
     return head + "".join(p.title() for p in rest)
 
 
+# The typed records of a plan; an attribute of theirs whose default is None is an optional key:
+# left out of the file when None, so the file reads as the spec's items do.
+RECORDS: tuple[type, ...] = (
+    PlanRequest, EnvManifest, FileManifest, EnvironmentRecord, LiveHealth, LiveSummary, RegistryRecord,
+    SourceRecord, BuildRecord, UpstreamRecord, ArtifactConsumer, ComposeRecord, K3sRecord, TargetRecord,
+    Validation, LiveApplyRecord, PlanItem)
+MANIFESTS: Mapping[str, type[EnvManifest] | type[FileManifest]] = {"env": EnvManifest, "file": FileManifest}
+
+
+def _exactly(value: Any, cls: type) -> Any:
+    """JSON scalars as they are: cattrs would turn 5 into "5" and "no" into True."""
+    if issubclass(cls, enum.Enum):  # a StrEnum reaches the str hook
+        return cls(value)
+    if type(value) is not cls:
+        raise TypeError(f"expected {cls.__name__}, not {type(value).__name__}")
+    return value
+
+
+def _renamed(cls: type, *, omit_absent: bool = False, **extra: Any) -> dict[str, Any]:
+    names: dict[str, Any] = {a.name: override(rename=_camel(a.name), omit_if_default=omit_absent and a.default is None)
+                             for a in attrs.fields(cls)}
+    return names | extra
+
+
+def _in_attribute_order(fields: Callable[[Any], dict[str, Any]], keys: list[str]) -> Callable[[Any], dict[str, Any]]:
+    """cattrs writes the keys it may omit after all the others; the file keeps the attributes' order."""
+    def unstructure(value: Any) -> dict[str, Any]:
+        doc = fields(value)
+        return {k: doc[k] for k in keys if k in doc}
+    return unstructure
+
+
+def _is_array(cls: Any) -> bool:
+    args = get_args(cls)
+    return get_origin(cls) is tuple and len(args) == 2 and args[1] is Ellipsis
+
+
+def _arrays_only(conv: cattrs.Converter) -> None:
+    """A `tuple[X, ...]` comes from a JSON array only: cattrs would take "all" as ("a", "l", "l")."""
+    def factory(cls: Any) -> Callable[[Any, Any], Any]:
+        items = homogenous_tuple_structure_factory(cls, conv)
+
+        def structure(value: Any, _: Any) -> Any:
+            if not isinstance(value, list | tuple):
+                raise TypeError(f"expected an array, not {type(value).__name__}")
+            return items(value, cls)
+        return structure
+
+    conv.register_structure_hook_factory(_is_array, factory)
+
+
 def make_converter() -> cattrs.Converter:
     conv = cattrs.Converter()
+    for scalar in (str, int, bool):
+        conv.register_structure_hook(scalar, _exactly)
+    _arrays_only(conv)
     for cls in (Node, GuardrailResult, Diagnostic):
-        names: dict[str, Any] = {a.name: override(rename=_camel(a.name)) for a in cls.__attrs_attrs__}
-        conv.register_unstructure_hook(cls, make_dict_unstructure_fn(cls, conv, **names))
-        conv.register_structure_hook(cls, make_dict_structure_fn(cls, conv, **names))
+        conv.register_unstructure_hook(cls, make_dict_unstructure_fn(cls, conv, **_renamed(cls)))
+        conv.register_structure_hook(cls, make_dict_structure_fn(cls, conv, **_renamed(cls)))
+    for record in RECORDS:
+        names = _renamed(record, omit_absent=True)
+        conv.register_unstructure_hook(record, _in_attribute_order(make_dict_unstructure_fn(record, conv, **names),
+                                                                   [_camel(a.name) for a in attrs.fields(record)]))
+        conv.register_structure_hook(record, make_dict_structure_fn(record, conv, **names))
+    _manifest_union(conv)
 
     conv.register_unstructure_hook(Blocked, str)
-    conv.register_structure_hook(Blocked, lambda text, _: Blocked.parse(text))
+    conv.register_structure_hook(Blocked, lambda text, _: Blocked.parse(_exactly(text, str)))
+    service_names = _renamed(ServiceChange, blocked=override(rename="blockedReason"))
+    service_in = make_dict_structure_fn(ServiceChange, conv, **service_names)
 
     def unstructure_service(s: ServiceChange) -> dict[str, Any]:
         # The O3 item fields sit beside id/action/reason, as the spec shows them; `blockedReason` among
         # them is the typed `blocked`, written as its text ("runtime-verification-blocked", "guardrail:E2").
-        item = {k: v for k, v in s.item.items() if k not in SERVICE_KEYS}
+        item = conv.unstructure(s.item, PlanItem)
         blocked = {"blockedReason": conv.unstructure(s.blocked)} if s.blocked is not None else {}
         return {"id": s.id, "action": s.action.value, "reason": s.reason, "requestedCommit": s.requested_commit,
-                "resolvedCommit": s.resolved_commit, **item, **blocked, "live": s.live, "drift": s.drift}
+                "resolvedCommit": s.resolved_commit, **item, **blocked,
+                "live": conv.unstructure(s.live, LiveSummary | None), "drift": s.drift}
 
-    def structure_service(doc: dict[str, Any], _: type) -> ServiceChange:
-        return ServiceChange(id=doc["id"], action=Action(doc["action"]), reason=doc["reason"],
-                             requested_commit=doc["requestedCommit"], resolved_commit=doc["resolvedCommit"],
-                             item={k: v for k, v in doc.items() if k not in SERVICE_KEYS},
-                             live=doc.get("live"), drift=doc.get("drift"),
-                             blocked=conv.structure(doc["blockedReason"], Blocked) if "blockedReason" in doc else None)
+    def structure_service(doc: Mapping[str, Any], _: type) -> ServiceChange:
+        item = {k: v for k, v in doc.items() if k not in SERVICE_KEYS}
+        return service_in({**{k: v for k, v in doc.items() if k in SERVICE_KEYS}, "item": item}, ServiceChange)
 
     conv.register_unstructure_hook(ServiceChange, unstructure_service)
     conv.register_structure_hook(ServiceChange, structure_service)
-    plan_names: dict[str, Any] = {a.name: override(rename=_camel(a.name)) for a in Plan.__attrs_attrs__}
-    plan_names |= {"nodes": override(omit=True), "edges": override(omit=True)}  # they go under "graph"
+    plan_names = _renamed(Plan, nodes=override(omit=True), edges=override(omit=True))  # they go under "graph"
     plan_out = make_dict_unstructure_fn(Plan, conv, **plan_names)
+    plan_in = make_dict_structure_fn(Plan, conv, **_renamed(Plan))
 
     def unstructure_plan(plan: Plan) -> dict[str, Any]:
         doc = plan_out(plan)
         doc["graph"] = {"nodes": [conv.unstructure(n) for n in plan.nodes], "edges": [list(e) for e in plan.edges]}
         return doc
 
-    def structure_plan(doc: dict[str, Any], _: type) -> Plan:
-        fields = {a.name: doc[_camel(a.name)] for a in Plan.__attrs_attrs__
-                  if a.name not in ("nodes", "edges") and _camel(a.name) in doc}
-        return Plan(
-            **{**fields,
-               "selection": tuple(fields.get("selection", ())),
-               "services": tuple(conv.structure(s, ServiceChange) for s in doc["services"]),
-               "guardrails": tuple(conv.structure(g, GuardrailResult) for g in doc["guardrails"]),
-               "diagnostics": tuple(conv.structure(g, Diagnostic) for g in doc.get("diagnostics", ()))},
-            nodes=tuple(conv.structure(n, Node) for n in doc["graph"]["nodes"]),
-            edges=tuple((a, b) for a, b in doc["graph"]["edges"]))
+    def structure_plan(doc: Mapping[str, Any], _: type) -> Plan:
+        graph = doc["graph"]
+        return plan_in({**doc, "nodes": graph["nodes"], "edges": graph["edges"]}, Plan)
 
     conv.register_unstructure_hook(Plan, unstructure_plan)
     conv.register_structure_hook(Plan, structure_plan)
     return conv
+
+
+def _manifest_union(conv: cattrs.Converter) -> None:
+    """The manifest record, tagged by `mode`. Written by hand rather than with cattrs' tagged-union
+    strategy because that strategy appends the tag, and the file has always begun with `mode`."""
+    for mode, cls in MANIFESTS.items():
+        fields = make_dict_unstructure_fn(cls, conv, **_renamed(cls, omit_absent=True))
+        conv.register_unstructure_hook(cls, lambda m, fields=fields, mode=mode: {"mode": mode, **fields(m)})
+
+    def structure_manifest(doc: Mapping[str, Any], _: type) -> ManifestRecord:
+        cls = MANIFESTS.get(doc.get("mode"))  # type: ignore[arg-type]
+        if cls is None:
+            raise ValueError(f"manifest mode {doc.get('mode')!r} is neither env nor file")
+        manifest: ManifestRecord = conv.structure(doc, cls)
+        return manifest
+
+    conv.register_structure_hook_func(lambda t: t == ManifestRecord, structure_manifest)
+
+
+# Where an attribute sits in the file when not at its camelCase key: None for the item, whose keys
+# sit beside the service's id.
+FILE_KEY: Mapping[tuple[type, str], str | None] = {
+    (Plan, "nodes"): "graph.nodes", (Plan, "edges"): "graph.edges",
+    (ServiceChange, "item"): None, (ServiceChange, "blocked"): "blockedReason"}
+
+
+def plan_errors(exc: BaseException, path: str = "$") -> list[str]:
+    """Each value the plan's types reject, as `what @ $.path` in the file's own keys (cattrs'
+    `transform_error`, with the paths of the renamed and nested keys)."""
+    if isinstance(exc, IterableValidationError):
+        with_notes, without = exc.group_exceptions()
+        at: list[tuple[BaseException, str, Any]] = [(e, f"{path}[{n.index!r}]", n.type) for e, n in with_notes]
+    elif isinstance(exc, ClassValidationError):
+        by_attribute, without = exc.group_exceptions()
+        at = []
+        for e, n in by_attribute:
+            key = FILE_KEY.get((exc.cl, n.name), _camel(n.name))
+            at.append((e, path if key is None else f"{path}.{key}", n.type))
+    else:
+        return [f"{format_exception(exc, None)} @ {path}"]
+    out: list[str] = []
+    for inner, where, expected in at:
+        nested = isinstance(inner, ClassValidationError | IterableValidationError)
+        out += plan_errors(inner, where) if nested else [f"{format_exception(inner, expected)} @ {where}"]
+    return out + [f"{format_exception(w, None)} @ {path}" for w in without]
 
 
 def canonical(doc: dict[str, Any]) -> bytes:
@@ -192,8 +316,10 @@ def read_plan(path: Path) -> Plan:
         raise PlanInvalid(exc.message, path=exc.path, details=exc.details) from None
     except (KeyError, TypeError, ValueError, cattrs.BaseValidationError) as exc:
         # The schema passed but the plan's own types did not: a crafted file, not one udeploy wrote.
-        raise PlanInvalid(f"{shown(path)} does not hold a plan udeploy can read: {type(exc).__name__}: {exc}",
-                             path=shown(path)) from None
+        errors = plan_errors(exc)
+        where = errors[0].rpartition(" @ ")[2]
+        raise PlanInvalid(f"{shown(path)} does not hold a plan udeploy can read: {'; '.join(errors[:5])}",
+                          path=f"{shown(path)}#{where}", details={"errors": errors[:20]}) from None
     return plan
 
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
 
 import attrs
 
@@ -18,7 +17,9 @@ from udeploy.engine.plan.guardrails import GuardContext, failing_services, run_a
 from udeploy.engine.plan.items import build_item, deployment_path
 from udeploy.engine.plan.model import FORMAT_VERSION, Action, Blocked, BlockedReason, Node, Plan, ServiceChange
 from udeploy.engine.plan.observe import Observations, ProviderPool, observe
-from udeploy.engine.plan.report import environment_json, manifest_json
+from udeploy.engine.plan.plan_item import PlanItem
+from udeploy.engine.plan.records import LiveHealth, LiveSummary, PlanRequest
+from udeploy.engine.plan.report import environment_record, manifest_record
 from udeploy.engine.plan.steps import Observed, build_graph, prerequisite_node, service_nodes
 from udeploy.engine.provider_api import RuntimeState, SourceReader
 
@@ -57,14 +58,15 @@ def make_plan(request: Request, options: PlanOptions, *, git: SourceReader | Non
     return Planned(plan=plan, state=state)
 
 
-def request_json(request: Request) -> dict[str, Any]:
-    return {"env": request.env, "file": str(request.file) if request.file else None,
-            "services": list(request.services), "commit": request.commit, "ref": request.ref}
+def plan_request(request: Request) -> PlanRequest:
+    return PlanRequest(env=request.env, file=str(request.file) if request.file else None,
+                       services=request.services, commit=request.commit, ref=request.ref)
 
 
-def request_from_json(doc: Mapping[str, Any], checkout: Path) -> Request:
-    return Request(env=doc["env"], file=Path(doc["file"]) if doc["file"] else None,
-                   services=tuple(doc["services"]), commit=doc["commit"], checkout=checkout, ref=doc["ref"])
+def request_of(planned: PlanRequest, checkout: Path) -> Request:
+    """The request a plan was made with, to reload its desired state from `checkout`."""
+    return Request(env=planned.env, file=Path(planned.file) if planned.file else None, services=planned.services,
+                   commit=planned.commit, checkout=checkout, ref=planned.ref)
 
 
 def guard_context(plan: Plan, state: DesiredState) -> GuardContext:
@@ -75,7 +77,7 @@ def guard_context(plan: Plan, state: DesiredState) -> GuardContext:
 
 
 def _change(d: DesiredService, state: DesiredState, obs: Observations, options: PlanOptions) -> tuple[
-        DesiredService, Decision, dict[str, Any]]:
+        DesiredService, Decision, PlanItem]:
     path = deployment_path(d)
     secrets = obs.secrets.get(d.id)
     decision = decide(d, path, runtime=obs.runtime.get(d.id), artifact=obs.artifacts.get(d.id),
@@ -95,7 +97,7 @@ def _upstream_check(d: DesiredService, state: DesiredState, obs: Observations) -
                          upstream_reachable=seen.upstream_reachable if seen else None)
 
 
-def _assemble(state: DesiredState, changes: list[tuple[DesiredService, Decision, dict[str, Any]]],
+def _assemble(state: DesiredState, changes: list[tuple[DesiredService, Decision, PlanItem]],
               obs: Observations, options: PlanOptions, request: Request,
               demoted: Mapping[str, list[str]]) -> Plan:
     services: list[ServiceChange] = []
@@ -125,7 +127,7 @@ def _assemble(state: DesiredState, changes: list[tuple[DesiredService, Decision,
     return Plan(
         format_version=FORMAT_VERSION, udeploy_version=__version__,
         created_at=dt.datetime.now(dt.UTC).isoformat(timespec="seconds"), mode=state.mode,
-        environment=environment_json(state), manifest=manifest_json(state.source), request=request_json(request),
+        environment=environment_record(state), manifest=manifest_record(state.source), request=plan_request(request),
         refreshed=options.refresh,
         forced=options.force, selection=request.services,
         services=tuple(services), nodes=tuple(by_id[n] for n in graph.nodes()), edges=tuple(graph.edges()),
@@ -141,11 +143,11 @@ def _prerequisites(state: DesiredState, chains: Mapping[str, list[Node]]) -> lis
             for name in needed]
 
 
-def _live(runtime: RuntimeState | None) -> dict[str, Any] | None:
+def _live(runtime: RuntimeState | None) -> LiveSummary | None:
     if runtime is None:
         return None
     h = runtime.health
-    return {"target": runtime.target, "presence": runtime.presence.value, "image": runtime.image,
-            "commit": runtime.live_commit, "fingerprint": runtime.fingerprint,
-            "health": None if h is None else {"reachable": h.reachable, "status": h.status,
-                                              "deployCommit": h.deploy_commit}}
+    return LiveSummary(target=runtime.target, presence=runtime.presence, image=runtime.image,
+                       commit=runtime.live_commit, fingerprint=runtime.fingerprint,
+                       health=None if h is None else LiveHealth(reachable=h.reachable, status=h.status,
+                                                                deploy_commit=h.deploy_commit))

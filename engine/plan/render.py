@@ -19,11 +19,12 @@ import html
 import re
 import shutil
 import subprocess
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from typing import Any
 
 from udeploy.engine.errors import InputTooLarge, UdeployError
 from udeploy.engine.plan.model import Action, Plan, ServiceChange
+from udeploy.engine.plan.records import EnvManifest
 
 SYMBOL = {Action.DEPLOY: "~", Action.NOOP: "=", Action.UNSUPPORTED: "!", Action.BLOCKED: "x", Action.GATED: "?"}
 GITHUB_COMMENT_LIMIT = 65536
@@ -61,11 +62,11 @@ def summary_line(plan: Plan) -> str:
 
 def _where(plan: Plan) -> str:
     m = plan.manifest
-    if m.get("mode") == "env":
-        env = (plan.environment or {}).get("name")
-        return (f"env {shown(env)} from {shown(m.get('ref'))} @ {shown(m.get('commit'), 12)} "
-                f"(deploy.json blob {shown(m.get('deployBlob'), 12)})")
-    return f"local manifest {shown(m.get('file'))}"
+    if isinstance(m, EnvManifest):
+        env = plan.environment.name if plan.environment else None
+        return (f"env {shown(env)} from {shown(m.ref)} @ {shown(m.commit, 12)} "
+                f"(deploy.json blob {shown(m.deploy_blob, 12)})")
+    return f"local manifest {shown(m.file)}"
 
 
 def failed_guardrails(plan: Plan) -> list[str]:
@@ -113,8 +114,7 @@ def md_code(value: Any) -> str:
 
 
 def _md_row(s: ServiceChange, cap: int) -> str:
-    consumer = s.item.get("artifactConsumer")
-    kind = consumer.get("consumerKind", "") if isinstance(consumer, Mapping) else ""
+    kind = s.item.artifact_consumer.consumer_kind
     blocked = str(s.blocked) if s.blocked else ""
     cells = [md_code(clip(s.id, cap)), f"**{s.action.value}**", md_code(s.resolved_commit[:12]),
              md_text(clip(str(kind), cap)), md_text(clip(str(blocked), cap)), md_text(clip(s.reason, cap))]

@@ -1,24 +1,25 @@
-"""The desired-state part of every command's JSON: the manifest source and the environment."""
+"""What the plan records of the desired state it read: the manifest source and the environment."""
 
 from __future__ import annotations
 
-from typing import Any
-
 from udeploy.engine.load.desired import DesiredState
 from udeploy.engine.load.source import ManifestSource
+from udeploy.engine.plan.records import EnvironmentRecord, EnvManifest, FileManifest, ManifestRecord
 
 
-def manifest_json(source: ManifestSource) -> dict[str, Any]:
+def manifest_record(source: ManifestSource) -> ManifestRecord:
     if source.mode == "env":
-        return {"mode": "env", "remote": source.remote, "ref": source.ref, "commit": source.commit,
-                "deployBlob": source.deploy_blob, "configBlob": source.config_blob, "ciBlob": source.ci_blob}
-    return {"mode": "file", "file": source.file, "sha256": source.file_sha256, "configSha256": source.config_blob,
-            "ciSha256": source.ci_blob}
+        assert source.remote is not None and source.ref is not None and source.commit is not None
+        return EnvManifest(remote=source.remote, ref=source.ref, commit=source.commit, deploy_blob=source.deploy_blob,
+                           config_blob=source.config_blob, ci_blob=source.ci_blob)
+    assert source.file is not None and source.file_sha256 is not None
+    return FileManifest(file=source.file, sha256=source.file_sha256, config_sha256=source.config_blob,
+                        ci_sha256=source.ci_blob)
 
 
-def environment_json(state: DesiredState) -> dict[str, Any] | None:
+def environment_record(state: DesiredState) -> EnvironmentRecord | None:
     s = state.settings
     if s is None:
         return None
-    return {"name": s.name, "namespace": s.namespace, "providerId": s.provider_id,
-            "databaseFingerprint": s.database_fingerprint}
+    return EnvironmentRecord(name=s.name, namespace=s.namespace, provider_id=s.provider_id,
+                             database_fingerprint=s.database_fingerprint)

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from tests.conftest import Cli
+from tests.plan.plan_values import SHA, env_manifest, environment, item, request
 from tests.sample_repo import SampleRepo
 from udeploy.engine.apply.refusal import InfraBlocked, refuse_policy
 from udeploy.engine.errors import ExitCode, PolicyRefused
@@ -25,11 +26,7 @@ from udeploy.engine.plan.planfile import PlanInvalid, canonical, read_plan, to_d
 from udeploy.engine.plan.planner import PlanOptions, make_plan
 
 SCHEMAS = Path(__file__).resolve().parents[2] / "schemas"
-SHA = "0123456789abcdef0123456789abcdef01234567"
-ITEM = {"deploymentPath": "artifact-consumer",
-        "artifactConsumer": {"consumerKind": "main-server-compose", "registryImage": "r", "registry": "r",
-                             "source": {}, "build": {}, "noRuntimeSourceBuild": True, "dryRunOnly": False},
-        "target": {"deployCommandShape": "x"}, "validation": {}, "liveApply": {"allowed": False}}
+ITEM = item(allowed=False)
 
 # reason -> the requirement a refusal of it names, written out here independently of the table
 EXPECTED = [
@@ -54,9 +51,7 @@ def one_service_plan(blocked: Blocked, action: Action = Action.BLOCKED, mode: st
     service = ServiceChange(id="svc", action=action, reason="stopped", requested_commit=SHA,
                             resolved_commit=SHA, item=ITEM, blocked=blocked)
     return Plan(format_version=1, udeploy_version="t", created_at="t", mode=mode,
-                environment={"name": "dev", "namespace": "unidesk-dev"},
-                manifest={"mode": mode, "ref": "origin/master", "commit": SHA, "deployBlob": SHA},
-                request={"env": "dev", "file": None, "services": ["svc"], "commit": None, "ref": "origin/master"},
+                environment=environment(), manifest=env_manifest(), request=request("svc"),
                 refreshed=True, forced=False, selection=("svc",), services=(service,), nodes=(), edges=(),
                 guardrails=())
 

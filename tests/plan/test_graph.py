@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from tests.plan.plan_values import env_manifest, environment, request
 from udeploy.engine.cli import app
 from udeploy.engine.plan import render
 from udeploy.engine.plan.graph import Graph, GraphCycle, NodeOutcome
@@ -90,11 +91,8 @@ def chain_plan_file(tmp_path: Path, nodes: int, extra_edges: int = 0) -> Path:
     steps = tuple(Node(id=i, kind=StepKind.STAMP, provider="compose", host="h", service=None) for i in ids)
     edges = [(a, b) for a, b in zip(ids, ids[1:], strict=False)]
     edges += [(ids[0], ids[2 + k % (nodes - 2)]) for k in range(extra_edges)]
-    sha = "0123456789abcdef0123456789abcdef01234567"
     plan = Plan(format_version=1, udeploy_version="t", created_at="t", mode="env",
-                environment={"name": "dev", "namespace": "unidesk-dev"},
-                manifest={"mode": "env", "ref": "origin/master", "commit": sha, "deployBlob": sha},
-                request={"env": "dev", "file": None, "services": [], "commit": None, "ref": "origin/master"},
+                environment=environment(), manifest=env_manifest(), request=request(),
                 refreshed=True, forced=False, selection=(), services=(), nodes=steps, edges=tuple(edges),
                 guardrails=())
     path = tmp_path / "plan.json"

@@ -14,16 +14,13 @@ import attrs
 import pytest
 from typer.testing import CliRunner
 
+from tests.plan.plan_values import SHA, env_manifest, environment, item, request
 from udeploy.engine.cli import app
 from udeploy.engine.plan.model import Action, Blocked, BlockedReason, Plan, ServiceChange
 from udeploy.engine.plan.planfile import write_plan
 from udeploy.engine.plan.render import summary_line, to_markdown_parts
 
-SHA = "0123456789abcdef0123456789abcdef01234567"
-ITEM = {"deploymentPath": "artifact-consumer",
-        "artifactConsumer": {"consumerKind": "main-server-compose", "registryImage": "r", "registry": "r",
-                             "source": {}, "build": {}, "noRuntimeSourceBuild": True, "dryRunOnly": False},
-        "target": {"deployCommandShape": "x"}, "validation": {}, "liveApply": {"allowed": True}}
+ITEM = item(allowed=True)
 
 
 def stopped(action: Action) -> Blocked | None:
@@ -37,9 +34,7 @@ def plan_of(n: int) -> Plan:
         requested_commit=SHA[:7], resolved_commit=SHA,
         item=ITEM, blocked=stopped(actions[i % len(actions)])) for i in range(n))
     return Plan(format_version=1, udeploy_version="t", created_at="t", mode="env",
-                environment={"name": "dev", "namespace": "unidesk-dev"},
-                manifest={"mode": "env", "ref": "origin/master", "commit": SHA, "deployBlob": SHA},
-                request={"env": "dev", "file": None, "services": [], "commit": None, "ref": "origin/master"},
+                environment=environment(), manifest=env_manifest(), request=request(),
                 refreshed=True, forced=False, selection=(), services=services, nodes=(), edges=(),
                 guardrails=())
 
@@ -98,7 +93,7 @@ def test_issue9_max_comment_chars_below_1000_is_a_usage_error(tmp_path: Path, ch
 def test_issue9_max_comment_chars_too_small_for_this_plan_is_a_usage_error(tmp_path: Path) -> None:
     """A header that escapes long (a ref of `&`, each one `&amp;`) leaves no room for rows at 1000."""
     path = tmp_path / "plan.json"
-    write_plan(attrs.evolve(plan_of(3), manifest={**plan_of(0).manifest, "ref": "&" * 500}), path)
+    write_plan(attrs.evolve(plan_of(3), manifest=env_manifest(ref="&" * 500)), path)
     result = CliRunner().invoke(app, ["show", str(path), "--format", "markdown", "--max-comment-chars", "1000"])
     error = json.loads(result.stdout)["error"]
     assert result.exit_code == 1 and error["code"] == "usage" and error["path"] == "--max-comment-chars"

@@ -20,6 +20,7 @@ import pytest
 from markdown_it import MarkdownIt
 from typer.testing import CliRunner
 
+from tests.plan.plan_values import SHA, env_manifest, environment, item, request
 from udeploy.engine.cli import app
 from udeploy.engine.errors import Diagnostic, Severity
 from udeploy.engine.plan.model import (
@@ -35,11 +36,7 @@ from udeploy.engine.plan.model import (
 from udeploy.engine.plan.planfile import canonical, to_document, write_plan
 from udeploy.engine.plan.render import printable, to_markdown_parts
 
-SHA = "0123456789abcdef0123456789abcdef01234567"
-ITEM = {"deploymentPath": "artifact-consumer",
-        "artifactConsumer": {"consumerKind": "main-server-compose", "registryImage": "r", "registry": "r",
-                             "source": {}, "build": {}, "noRuntimeSourceBuild": True, "dryRunOnly": False},
-        "target": {"deployCommandShape": "x"}, "validation": {}, "liveApply": {"allowed": True}}
+ITEM = item(allowed=True)
 
 # Strings that break a syntax when pasted raw: dot quoting and escStrings, SVG/HTML/markdown markup,
 # table pipes and code spans, terminal escapes (clear screen, set title, OSC 8 link), bidi overrides.
@@ -76,9 +73,7 @@ def hostile_plan(strings: list[str] = HOSTILE) -> Plan:
                      for i, s in enumerate(strings))
     findings = tuple(Diagnostic(Severity.ERROR, "x", f"finding {s}") for s in strings)
     return Plan(format_version=1, udeploy_version="t", created_at="t", mode="env",
-                environment={"name": strings[0], "namespace": "unidesk-dev"},
-                manifest={"mode": "env", "ref": strings[-1], "commit": SHA, "deployBlob": SHA},
-                request={"env": "dev", "file": None, "services": [], "commit": None, "ref": "origin/master"},
+                environment=environment(strings[0]), manifest=env_manifest(ref=strings[-1]), request=request(),
                 refreshed=True, forced=False, selection=(), services=services, nodes=nodes, edges=edges,
                 guardrails=(GuardrailResult(id="P6", name=strings[-1], passed=False, findings=findings),))
 
