@@ -12,6 +12,7 @@ import attrs
 from udeploy.engine.load.catalog import GATING_MODES, LiveApplyMode, SourceKind
 from udeploy.engine.load.desired import DesiredService
 from udeploy.engine.plan.model import Action, Blocked, BlockedReason
+from udeploy.engine.plan.plan_item import DeploymentPath
 from udeploy.engine.provider_api import ArtifactState, Presence, RuntimeState
 
 # The live-apply modes whose reason is a `BlockedReason` (the item keeps dryRunOnly/blockedReason, O3).
@@ -58,10 +59,10 @@ def detect_drift(runtime: RuntimeState) -> str | None:
     return None
 
 
-def decide(d: DesiredService, path: str, *, runtime: RuntimeState | None, artifact: ArtifactState | None,
+def decide(d: DesiredService, path: DeploymentPath, *, runtime: RuntimeState | None, artifact: ArtifactState | None,
            secrets_present: bool | None, forced: bool, upstream: UpstreamCheck | None = None) -> Decision:
     ms, env = d.microservice, d.environment
-    if path == "unsupported":
+    if path is DeploymentPath.UNSUPPORTED:
         return Decision(Action.UNSUPPORTED, _unsupported_reason(d), blocked=_policy_block(d))
     if env is None:
         return _decide_local(d, runtime, forced)

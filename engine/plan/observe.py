@@ -21,6 +21,7 @@ from udeploy.engine.load.catalog import Catalog, Host, RuntimeSecretsPolicy, Tar
 from udeploy.engine.load.desired import DesiredService, DesiredState
 from udeploy.engine.load.upstream import UpstreamArtifact, UpstreamState, for_service, observe_upstream
 from udeploy.engine.plan.items import deployment_path
+from udeploy.engine.plan.plan_item import DeploymentPath
 from udeploy.engine.plan.steps import deploy_target
 from udeploy.engine.provider_api import (
     ArtifactReader,
@@ -113,11 +114,11 @@ def observe(state: DesiredState, pool: ProviderPool, *, parallelism: int = 10) -
     jobs: list[Callable[[], None]] = []
     for d in state.services:
         path = deployment_path(d)
-        if path == "unsupported":
+        if path is DeploymentPath.UNSUPPORTED:
             continue
-        if path == "artifact-consumer":
+        if path is DeploymentPath.ARTIFACT_CONSUMER:
             images[d.id] = state.catalog.registry_image(d.id, d.resolved_commit)
-        art = for_service(state.catalog, d.microservice) if path == "upstream-image" else None
+        art = for_service(state.catalog, d.microservice) if path is DeploymentPath.UPSTREAM_IMAGE else None
         if art is not None:
             jobs.append(_job(upstream, d.id, partial(_read_upstream, pool, art)))
         where = runtime_target(d)

@@ -16,7 +16,7 @@ import attrs
 from udeploy.engine.load.catalog import LiveApplyMode
 
 
-class DeploymentPath(enum.StrEnum):  # a StrEnum: code that still compares with the text keeps working
+class DeploymentPath(enum.Enum):
     ARTIFACT_CONSUMER = "artifact-consumer"
     UPSTREAM_IMAGE = "upstream-image"
     TARGET_SIDE_BUILD = "target-side-build"
