@@ -367,21 +367,24 @@ def source_reader() -> SourceReader:
 
 
 def registry_reader(catalog: object) -> ArtifactReader:
-    """The `registry` provider of `catalog` (an `engine.load.catalog.Catalog`), as a reader."""
-    return capable(build_provider("registry", None, catalog), ArtifactReader,  # type: ignore[type-abstract]
-                   "registry")
+    """The registry provider of `catalog` (an `engine.load.catalog.Catalog`), as a reader."""
+    return capable(_registry(catalog, None), ArtifactReader, "registry")  # type: ignore[type-abstract]
 
 
-def image_publisher(catalog: object) -> ImagePublisher:
-    """The `registry` provider of `catalog`, publishing through the catalog's CI builder (C1)."""
-    return capable(build_provider("registry", None, catalog), ImagePublisher,  # type: ignore[type-abstract]
-                   "registry")
+def image_publisher(catalog: object, *, reuse: object | None = None) -> ImagePublisher:
+    """The registry provider of `catalog` (or `reuse`, one already built for it), publishing
+    through the catalog's CI builder (C1)."""
+    return capable(_registry(catalog, reuse), ImagePublisher, "registry")  # type: ignore[type-abstract]
 
 
-def image_mirror(catalog: object) -> ImageMirror:
-    """The `registry` provider of `catalog`, copying images between registries (P10)."""
-    return capable(build_provider("registry", None, catalog), ImageMirror,  # type: ignore[type-abstract]
-                   "registry")
+def image_mirror(catalog: object, *, reuse: object | None = None) -> ImageMirror:
+    """The registry provider of `catalog` (or `reuse`), copying images between registries (P10)."""
+    return capable(_registry(catalog, reuse), ImageMirror, "registry")  # type: ignore[type-abstract]
+
+
+def _registry(catalog: object, reuse: object | None) -> object:
+    return reuse if reuse is not None else build_provider(getattr(catalog, "registry_provider", "registry"), None,
+                                                          catalog)
 
 
 # --- `udeploy validate`'s capabilities: the db guard run (D5) and the Kubernetes dry run ------------

@@ -62,7 +62,7 @@ def publish(checkout: Path, service: str, commit: str, *, dry_run: bool = False,
         return {**result, "status": "would-publish", "dockerfile": ms.dockerfile, "context": ms.build_context}
     if catalog.builder_host is None:
         return infra_blocked("builder", "CI.json names no builder.host", **result)
-    publisher = image_publisher(catalog)
+    publisher = image_publisher(catalog, reuse=registry)
     try:
         context = git.archive(ms.repo_url, f"{full}:{ms.build_context}")
         dockerfile = _relative(ms.dockerfile or "Dockerfile", ms.build_context or "")

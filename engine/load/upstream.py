@@ -101,8 +101,8 @@ def mirror(checkout: Path, artifact_id: str, *, dry_run: bool = False, ref: str 
     if dry_run:
         return {**base, "status": "would-mirror", "digest": art.pin}
     _, tag = art.repository_and_tag
-    image_mirror(catalog).mirror_image(art.upstream_ref.rsplit(":", 1)[0] + f"@{art.pin}", art.mirror, art.pin,
-                                       tag=tag)
+    source_ref = art.upstream_ref.rsplit(":", 1)[0] + f"@{art.pin}"
+    image_mirror(catalog, reuse=registry).mirror_image(source_ref, art.mirror, art.pin, tag=tag)
     evidence = registry.artifact(f"{art.mirror}@{art.pin}", refresh=True)
     return {**base, "status": "mirrored", "digest": evidence.digest, "labels": dict(evidence.labels)}
 
