@@ -20,7 +20,7 @@ from udeploy.engine.plan.observe import Observations, ProviderPool, observe
 from udeploy.engine.plan.plan_item import PlanItem
 from udeploy.engine.plan.records import LiveHealth, LiveSummary, PlanRequest
 from udeploy.engine.plan.report import environment_record, manifest_record
-from udeploy.engine.plan.steps import Observed, build_graph, prerequisite_node, service_nodes
+from udeploy.engine.plan.steps import ChainPlanners, Observed, build_graph, prerequisite_node, service_nodes
 from udeploy.engine.provider_api import RuntimeState, SourceReader
 
 
@@ -70,8 +70,8 @@ def request_of(planned: PlanRequest, checkout: Path) -> Request:
 
 
 def guard_context(plan: Plan, state: DesiredState) -> GuardContext:
-    objects: dict[str, tuple[K8sObject, ...]] = {
-        d.id: d.k3s_objects for d in state.services if any(n.service == d.id for n in plan.nodes)}
+    stepped = {n.service for n in plan.nodes}
+    objects: dict[str, tuple[K8sObject, ...]] = {d.id: d.k3s_objects for d in state.services if d.id in stepped}
     return GuardContext(plan=plan, k3s_objects=objects,
                         hosts={h.id: dict(h.settings) for h in state.catalog.hosts.values()})
 
@@ -102,6 +102,7 @@ def _assemble(state: DesiredState, changes: list[tuple[DesiredService, Decision,
               demoted: Mapping[str, list[str]]) -> Plan:
     services: list[ServiceChange] = []
     chains: dict[str, list[Node]] = {}
+    planners = ChainPlanners()
     for d, decision, item in changes:
         action, reason, blocked = decision.action, decision.reason, decision.blocked
         if d.id in demoted and action is Action.DEPLOY:
@@ -117,7 +118,7 @@ def _assemble(state: DesiredState, changes: list[tuple[DesiredService, Decision,
             artifact = obs.artifacts.get(d.id)
             chains[d.id] = service_nodes(d, state.catalog, state.source, Observed(
                 artifact=artifact.fingerprint if artifact else None,
-                runtime=runtime.fingerprint if runtime else None))
+                runtime=runtime.fingerprint if runtime else None), planners)
     prerequisites = _prerequisites(state, chains)
     requires = {d.id: d.environment.target.requires for d, _, _ in changes
                 if d.id in chains and d.environment and d.environment.target}
