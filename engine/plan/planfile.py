@@ -9,7 +9,6 @@ match (tampered) or whose format it does not know, before trusting anything in i
 from __future__ import annotations
 
 import codecs
-import enum
 import hashlib
 import json
 import re
@@ -89,8 +88,6 @@ MANIFESTS: Mapping[str, type[EnvManifest] | type[FileManifest]] = {"env": EnvMan
 
 def _exactly(value: Any, cls: type) -> Any:
     """JSON scalars as they are: cattrs would turn 5 into "5" and "no" into True."""
-    if issubclass(cls, enum.Enum):  # a StrEnum reaches the str hook
-        return cls(value)
     if type(value) is not cls:
         raise TypeError(f"expected {cls.__name__}, not {type(value).__name__}")
     return value
