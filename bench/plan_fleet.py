@@ -12,14 +12,19 @@ so some registry reads hit; the rest, and every container and Deployment, are ab
 object costs a real round trip too, and round trips are what this measures.
 
 Each plan runs `udeploy plan --env dev --repo <clone> -out <file>` in a fresh subprocess, timed
-with perf_counter; peak memory is the child's ru_maxrss from os.wait4. Per size: one untimed
-`--no-refresh` plan warms the git mirror cache, then `--repeat` times: offline (`--no-refresh`),
-refresh at `--parallelism P`, refresh at parallelism 1. The plan file is checked: N services, and
-the provider reads it made (services with a live runtime read, services with a registry read).
+with perf_counter; CPU time (ru_utime + ru_stime) and peak memory (ru_maxrss) are the child's, from
+os.wait4. Per size: one untimed `--no-refresh` plan warms the git mirror cache, then `--repeat`
+times: offline (`--no-refresh`), refresh at `--parallelism P`, the I/O floor (`bench/io_floor.py`:
+only the reads that refreshed plan must make, with the same client libraries, timed the same way),
+refresh at parallelism 1. The plan file is checked: N services, and the provider reads it made
+(services with a live runtime read, services with a registry read). `--offline-only` (or
+`--offline-sizes`) runs the offline plan alone, for sizes too large to refresh on the lab.
+The goals of issue 11 are printed beside the figures, marked met or not met; nothing is asserted.
 
-Usage: python3 bench/plan_fleet.py [--sizes 50,200,1000] [--parallelism 10] [--repeat 1]
-Needs the lab (`scripts/lab up`); exits 2 with "lab not running" when a component does not answer.
-Leaves nothing behind: the temp dir is removed and the published manifests are deleted.
+Usage: python3 bench/plan_fleet.py [--sizes 50,200,1000] [--offline-sizes 10000] [--parallelism 10] [--repeat 1]
+Needs the lab (`scripts/lab up`) unless every size is offline; exits 2 with "lab not running" when a
+component does not answer. Leaves nothing behind: the temp dir is removed and the published
+manifests are deleted.
 """
 
 from __future__ import annotations
@@ -297,7 +302,9 @@ def build_fleet(workdir: Path, size: int, *, shared_manifest: bool, token: str) 
                          "image": f"{registry}/{prefix}/{sid}:{{commit}}"}
                         for sid in (service_id(i) for i in range(1, size + 1))]}
     (clone / "CI.json").write_text(_dump(ci))
-    commit = sample.commit_change("config.json", _dump(config), f"fleet: {size} services", name="fleet")
+    # compact: indented, a 10,000-service config.json passes udeploy's 8 MiB input limit
+    commit = sample.commit_change("config.json", json.dumps(config, separators=(",", ":")) + "\n",
+                                  f"fleet: {size} services", name="fleet")
     short = sample.short(commit)
     deploy = {"schemaVersion": 2, "environments": {"dev": {"services": [
         {"id": service_id(i), "repo": REPO_URL, "commitId": short} for i in range(1, size + 1)]}}}
@@ -368,7 +375,9 @@ class Run:
     parallelism: int | None  # None: offline
     refresh: bool
     wall_s: float
+    cpu_s: float  # the child's ru_utime + ru_stime
     peak_mib: float
+    plan_bytes: int  # size of the plan file written
     services: int
     runtime_reads: int
     registry_reads: int
@@ -396,19 +405,33 @@ def child_env(fleet: Fleet, cache: Path) -> dict[str, str]:
     return env
 
 
+@dataclass
+class Timed:
+    """A child process's exit code, wall time, CPU time (user + system) and peak RSS, from wait4."""
+
+    returncode: int
+    wall_s: float
+    cpu_s: float
+    peak_mib: float
+
+
+def timed(cmd: list[str], env: Mapping[str, str], log_out: Path, log_err: Path) -> Timed:
+    with log_out.open("wb") as so, log_err.open("wb") as se:
+        start = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=so, stderr=se, stdin=subprocess.DEVNULL, cwd=REPO, env=dict(env))
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4; keep Popen from polling
+    return Timed(proc.returncode, wall, usage.ru_utime + usage.ru_stime, usage.ru_maxrss / 1024)
+
+
 def run_plan(fleet: Fleet, workdir: Path, *, refresh: bool, parallelism: int, tag: str,
              profile: Path | None = None) -> Run:
     out, log_out, log_err = (workdir / f"{tag}.plan.json", workdir / f"{tag}.stdout", workdir / f"{tag}.stderr")
     cmd = plan_command(fleet.sample.clone, out, refresh=refresh, parallelism=parallelism, profile=profile)
-    with log_out.open("wb") as so, log_err.open("wb") as se:
-        start = time.perf_counter()
-        proc = subprocess.Popen(cmd, stdout=so, stderr=se, stdin=subprocess.DEVNULL, cwd=REPO,
-                                env=child_env(fleet, workdir.parent / "cache"))
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.perf_counter() - start
-    proc.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4; keep Popen from polling
-    if proc.returncode != 0:
-        raise BenchError(_plan_failure(cmd, proc.returncode, log_out, log_err))
+    child = timed(cmd, child_env(fleet, workdir.parent / "cache"), log_out, log_err)
+    if child.returncode != 0:
+        raise BenchError(_plan_failure(cmd, child.returncode, log_out, log_err))
     plan = json.loads(out.read_text())
     services = plan["services"]
     if len(services) != fleet.size:
@@ -421,9 +444,64 @@ def run_plan(fleet: Fleet, workdir: Path, *, refresh: bool, parallelism: int, ta
     runtime_reads = sum(1 for s in services if s.get("live") is not None)
     registry_reads = sum(1 for s in services if (s.get("artifactConsumer") or {}).get("registry", {})
                          .get("digestProvenance"))
-    return Run(size=fleet.size, parallelism=parallelism if refresh else None, refresh=refresh, wall_s=wall,
-               peak_mib=usage.ru_maxrss / 1024, services=len(services), runtime_reads=runtime_reads,
-               registry_reads=registry_reads, actions=actions)
+    return Run(size=fleet.size, parallelism=parallelism if refresh else None, refresh=refresh, wall_s=child.wall_s,
+               cpu_s=child.cpu_s, peak_mib=child.peak_mib, plan_bytes=out.stat().st_size, services=len(services),
+               runtime_reads=runtime_reads, registry_reads=registry_reads, actions=actions)
+
+
+# -- the I/O floor (bench/io_floor.py, its own process)
+
+
+@dataclass
+class FloorRun:
+    size: int
+    parallelism: int
+    wall_s: float
+    cpu_s: float
+    peak_mib: float
+    reads: dict[str, int]  # by kind, as io_floor.py counted them
+    total_reads: int
+    artifacts_found: int
+
+
+def floor_spec(fleet: Fleet, parallelism: int) -> dict[str, Any]:
+    """What io_floor.py reads for this fleet: the reads its refreshed dev plan must make."""
+    hosts, registry = SAMPLE_CONFIG["hosts"], SAMPLE_CONFIG["registry"]
+    images = [f"{registry['address']}/{registry['repositoryPrefix']}/{service_id(i)}:{fleet.commit}"
+              for i in range(1, fleet.size + 1)]
+    projects: dict[str, dict[str, int]] = {"main-server": {}, "D601": {}}
+    namespace: list[dict[str, Any]] = []
+    for i in range(1, fleet.size + 1):
+        where, sid = target_of(i), service_id(i)
+        if where in projects:
+            projects[where][sid] = health_port(i)
+        else:
+            namespace.append({"deployment": f"{sid}-dev", "healthService": f"{sid}-dev", "port": 8080})
+    k3s = hosts["D601-k3s"]
+    return {"parallelism": parallelism, "healthPath": "/health", "registry": {"images": images},
+            "docker": [{"ssh": hosts["main-server"]["docker"]["ssh"], "projects": {PROJECT: projects["main-server"]}},
+                       {"socket": hosts["D601"]["docker"]["socket"], "projects": {PROJECT: projects["D601"]}}],
+            "kubernetes": [{"kubeconfig": k3s["kubeconfig"], "context": k3s.get("kubeContext"),
+                            "containerdSocket": k3s["containerdSocket"], "namespaces": {NAMESPACE: namespace}}]}
+
+
+def run_floor(fleet: Fleet, workdir: Path, *, parallelism: int, tag: str) -> FloorRun:
+    spec = workdir / "floor-spec.json"
+    if not spec.exists():
+        spec.write_text(json.dumps(floor_spec(fleet, parallelism)))
+    log_out, log_err = workdir / f"{tag}.stdout", workdir / f"{tag}.stderr"
+    cmd = [sys.executable, str(REPO / "bench" / "io_floor.py"), "--spec", str(spec)]
+    child = timed(cmd, child_env(fleet, workdir.parent / "cache"), log_out, log_err)
+    if child.returncode != 0:
+        tail = "\n".join((log_out.read_text(errors="replace") + log_err.read_text(errors="replace"))
+                         .strip().splitlines()[-25:])
+        raise BenchError(f"`{' '.join(cmd)}` exited {child.returncode}:\n{tail}")
+    answer = json.loads(log_out.read_text().strip().splitlines()[-1])
+    if answer["artifactsFound"] != len(fleet.published):
+        log(f"{tag}: the floor found {answer['artifactsFound']} artifacts, {len(fleet.published)} were published")
+    return FloorRun(size=fleet.size, parallelism=parallelism, wall_s=child.wall_s, cpu_s=child.cpu_s,
+                    peak_mib=child.peak_mib, reads=answer["reads"], total_reads=answer["totalReads"],
+                    artifacts_found=answer["artifactsFound"])
 
 
 def _plan_failure(cmd: list[str], code: int, log_out: Path, log_err: Path) -> str:
@@ -440,31 +518,126 @@ def _plan_failure(cmd: list[str], code: int, log_out: Path, log_err: Path) -> st
 
 # -- the report
 
+GOAL_FLOOR_RATIO, GOAL_OFFLINE_1000_S, GOAL_10K_VS_1K, GOAL_PEAK_MIB_1000 = 1.5, 1.5, 10.0, 150.0
 
-def summarize(runs: list[Run]) -> dict[str, Any]:
+
+def summarize(runs: list[Run], floor: dict[str, Any] | None = None) -> dict[str, Any]:
     first = runs[0]
-    walls = [r.wall_s for r in runs]
-    return {"size": first.size, "parallelism": first.parallelism, "refresh": first.refresh,
+    walls, cpus = [r.wall_s for r in runs], [r.cpu_s for r in runs]
+    wall, cpu = statistics.median(walls), statistics.median(cpus)
+    row = {"size": first.size, "parallelism": first.parallelism, "refresh": first.refresh,
+           "wallSeconds": round(wall, 3), "wallSecondsAll": [round(w, 3) for w in walls],
+           "cpuSeconds": round(cpu, 3), "cpuSecondsAll": [round(c, 3) for c in cpus],
+           "peakMiB": round(max(r.peak_mib for r in runs), 1),
+           "servicesPerSecond": round(first.size / wall, 1),
+           "planBytes": first.plan_bytes, "planBytesPerService": round(first.plan_bytes / first.size),
+           "services": first.services, "runtimeReads": first.runtime_reads, "registryReads": first.registry_reads,
+           "providerReads": first.runtime_reads + first.registry_reads, "actions": first.actions}
+    if floor is not None and first.refresh:
+        row["vsFloorWall"] = round(wall / floor["wallSeconds"], 2)
+        row["vsFloorCpu"] = round(cpu / floor["cpuSeconds"], 2) if floor["cpuSeconds"] else None
+    return row
+
+
+def summarize_floor(runs: list[FloorRun]) -> dict[str, Any]:
+    first = runs[0]
+    walls, cpus = [r.wall_s for r in runs], [r.cpu_s for r in runs]
+    return {"size": first.size, "parallelism": first.parallelism,
             "wallSeconds": round(statistics.median(walls), 3), "wallSecondsAll": [round(w, 3) for w in walls],
-            "peakMiB": round(max(r.peak_mib for r in runs), 1),
-            "servicesPerSecond": round(first.size / statistics.median(walls), 1),
-            "services": first.services, "runtimeReads": first.runtime_reads, "registryReads": first.registry_reads,
-            "providerReads": first.runtime_reads + first.registry_reads, "actions": first.actions}
+            "cpuSeconds": round(statistics.median(cpus), 3), "cpuSecondsAll": [round(c, 3) for c in cpus],
+            "peakMiB": round(max(r.peak_mib for r in runs), 1), "reads": first.reads,
+            "totalReads": first.total_reads, "artifactsFound": first.artifacts_found}
 
 
-def print_table(rows: list[dict[str, Any]]) -> None:
-    header = f"{'size':>5} | {'parallelism':>11} | {'refresh':>7} | {'wall s':>7} | {'peak MiB':>8} | " \
-             f"{'services/s':>10} | {'reads':>5} | vs P=1"
+def _run_name(row: Mapping[str, Any]) -> str:
+    return f"P={row['parallelism']}" if row["refresh"] else "offline"
+
+
+def print_table(rows: list[dict[str, Any]], floors: Mapping[int, dict[str, Any]]) -> None:
+    header = (f"{'size':>5} | {'run':>7} | {'wall s':>7} | {'CPU s':>6} | {'peak MiB':>8} | {'B/svc':>6} | "
+              f"{'reads':>5} | {'floor wall':>10} | {'floor CPU':>9} | {'floor MiB':>9} | "
+              f"{'/floor wall':>11} | {'/floor CPU':>10} | vs P=1")
     print(header)
     print("-" * len(header))
-    serial = {r["size"]: r["wallSeconds"] for r in rows if r["parallelism"] == 1}
+    serial = {r["size"]: r["wallSeconds"] for r in rows if r["parallelism"] == 1 and r["refresh"]}
     for r in rows:
         speedup = ""
         if r["refresh"] and r["parallelism"] != 1 and serial.get(r["size"]):
             speedup = f"x{serial[r['size']] / r['wallSeconds']:.2f}"
-        print(f"{r['size']:>5} | {r['parallelism'] if r['parallelism'] else '-':>11} | "
-              f"{'yes' if r['refresh'] else 'no':>7} | {r['wallSeconds']:>7.2f} | {r['peakMiB']:>8.1f} | "
-              f"{r['servicesPerSecond']:>10.1f} | {r['providerReads']:>5} | {speedup}")
+        f = floors.get(r["size"]) if r["refresh"] else None
+        floor_cells = (f"{f['wallSeconds']:>10.2f} | {f['cpuSeconds']:>9.2f} | {f['peakMiB']:>9.1f} | "
+                       f"{_ratio(r.get('vsFloorWall')):>11} | {_ratio(r.get('vsFloorCpu')):>10}") if f else \
+            f"{'-':>10} | {'-':>9} | {'-':>9} | {'-':>11} | {'-':>10}"
+        print(f"{r['size']:>5} | {_run_name(r):>7} | {r['wallSeconds']:>7.2f} | {r['cpuSeconds']:>6.2f} | "
+              f"{r['peakMiB']:>8.1f} | {r['planBytesPerService']:>6} | "
+              f"{r['providerReads'] if r['refresh'] else '-':>5} | {floor_cells} | {speedup}")
+    for size, f in sorted(floors.items()):
+        kinds = ", ".join(f"{n} {kind}" for kind, n in sorted(f["reads"].items(), key=lambda kv: -kv[1]))
+        print(f"floor reads at {size} (P={f['parallelism']}): {kinds} ({f['totalReads']} in all)")
+    for line in scaling_lines(rows):
+        print(line)
+
+
+def _ratio(value: float | None) -> str:
+    return "-" if value is None else f"x{value:.2f}"
+
+
+def scaling_lines(rows: list[dict[str, Any]]) -> list[str]:
+    """Offline wall, CPU and peak memory from each offline size to the next: growth vs fleet growth."""
+    offline = sorted((r for r in rows if not r["refresh"]), key=lambda r: r["size"])
+    lines = []
+    for small, big in zip(offline, offline[1:], strict=False):
+        grow = big["size"] / small["size"]
+        per_service_kib = (big["peakMiB"] - small["peakMiB"]) * 1024 / (big["size"] - small["size"])
+        lines.append(f"offline {small['size']} -> {big['size']} (x{grow:.1f} services): "
+                     f"wall x{big['wallSeconds'] / small['wallSeconds']:.2f}, "
+                     f"CPU x{big['cpuSeconds'] / small['cpuSeconds']:.2f}, "
+                     f"peak {small['peakMiB']:.0f} -> {big['peakMiB']:.0f} MiB ({per_service_kib:.1f} KiB/service)")
+    return lines
+
+
+def goals(rows: list[dict[str, Any]], parallelism: int) -> list[dict[str, Any]]:
+    """Issue 11's goals against this run's figures: met True/False, None when not measured."""
+    def row(size: int, refresh: bool, p: int | None = None) -> dict[str, Any] | None:
+        return next((r for r in rows if r["size"] == size and r["refresh"] == refresh
+                     and (p is None or r["parallelism"] == p)), None)
+
+    out: list[dict[str, Any]] = []
+    bounded = row(1000, True, parallelism)
+    ratio = bounded.get("vsFloorWall") if bounded else None
+    out.append({"goal": f"refreshed plan of 1000 (P={parallelism}) <= {GOAL_FLOOR_RATIO}x the I/O floor (wall)",
+                "figure": None if ratio is None else f"x{ratio:.2f} (CPU x{bounded.get('vsFloorCpu')})",  # type: ignore[union-attr]
+                "met": None if ratio is None else ratio <= GOAL_FLOOR_RATIO})
+    k1 = row(1000, False)
+    out.append({"goal": f"offline plan of 1000 <= {GOAL_OFFLINE_1000_S} s wall",
+                "figure": None if k1 is None else f"{k1['wallSeconds']:.2f} s",
+                "met": None if k1 is None else k1["wallSeconds"] <= GOAL_OFFLINE_1000_S})
+    k10 = row(10000, False)
+    growth = k10["wallSeconds"] / k1["wallSeconds"] if k1 and k10 else None
+    out.append({"goal": f"offline plan of 10000 <= {GOAL_10K_VS_1K:g}x the 1000 figure",
+                "figure": None if growth is None else f"x{growth:.2f}",
+                "met": None if growth is None else growth <= GOAL_10K_VS_1K})
+    at_1000 = [r["peakMiB"] for r in rows if r["size"] == 1000]
+    out.append({"goal": f"peak RSS at 1000 <= {GOAL_PEAK_MIB_1000:g} MiB (every udeploy run)",
+                "figure": f"{max(at_1000):.1f} MiB" if at_1000 else None,
+                "met": max(at_1000) <= GOAL_PEAK_MIB_1000 if at_1000 else None})
+    pairs = [(r["size"], r["wallSeconds"], s["wallSeconds"]) for r in rows
+             if r["refresh"] and r["parallelism"] != 1 and (s := row(r["size"], True, 1)) is not None]
+    out.append({"goal": f"parallel (P={parallelism}) not slower than serial, at every size",
+                "figure": ", ".join(f"{n}: {p:.2f} s vs {q:.2f} s" for n, p, q in pairs) or None,
+                "met": all(p <= q for _, p, q in pairs) if pairs else None})
+    sizes = ", ".join(f"{r['size']}: {r['planBytesPerService']} B" for r in rows if not r["refresh"])
+    out.append({"goal": "plan file size per service (printed, no bound)", "figure": sizes or None, "met": None})
+    return out
+
+
+def print_goals(found: list[dict[str, Any]]) -> None:
+    print("goals (issue 11; printed, never asserted):")
+    for g in found:
+        mark = {True: "met", False: "NOT MET", None: "info"}[g["met"]]
+        if g["figure"] is None:
+            mark = "not measured in this run"
+        print(f"  [{mark}] {g['goal']}: {g['figure'] or ''}".rstrip(": "))
 
 
 def parse_sizes(text: str) -> list[int]:
@@ -481,6 +654,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 bench/plan_fleet.py", description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=parse_sizes, default=parse_sizes("50,200,1000"),
                         help="fleet sizes (default 50,200,1000)")
+    parser.add_argument("--offline-sizes", type=parse_sizes, default=[], metavar="SIZES",
+                        help="more fleet sizes planned offline only (e.g. 10000: too slow to refresh on the lab)")
+    parser.add_argument("--offline-only", action="store_true",
+                        help="plan every size offline only (no refreshed plans, no floor, no lab needed)")
     parser.add_argument("--parallelism", type=int, default=10, help="--parallelism of the bounded runs (default 10)")
     parser.add_argument("--repeat", type=int, default=1, help="timed runs of each kind; the table shows the median")
     parser.add_argument("--publish-every", type=int, default=10, metavar="K",
@@ -495,7 +672,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.parallelism < 1 or args.repeat < 1:
         parser.error("--parallelism and --repeat must be at least 1")
 
-    problems = lab_problems(SAMPLE_CONFIG)
+    sizes = [(n, False) for n in ([] if args.offline_only else args.sizes)]
+    offline_sizes = set(args.offline_sizes) | set(args.sizes) if args.offline_only else \
+        set(args.offline_sizes) - set(args.sizes)
+    sizes += [(n, True) for n in sorted(offline_sizes)]
+    problems = lab_problems(SAMPLE_CONFIG) if any(not offline for _, offline in sizes) else []
     if problems:
         print(f"{LAB_DOWN}\n  " + "\n  ".join(problems), file=sys.stderr)
         return 2
@@ -503,9 +684,10 @@ def main(argv: list[str] | None = None) -> int:
     token = uuid.uuid4().hex[:8]
     root = Path(tempfile.mkdtemp(prefix=f"udeploy-bench-{token}-"))
     rows: list[dict[str, Any]] = []
+    floors: dict[int, dict[str, Any]] = {}
     try:
-        for size in args.sizes:
-            rows += bench_size(size, root, args, token)
+        for size, offline_only in sizes:
+            rows += bench_size(size, root, args, token, floors, offline_only=offline_only)
     except BenchError as exc:
         print(f"bench: {exc}", file=sys.stderr)
         return exc.status
@@ -514,40 +696,57 @@ def main(argv: list[str] | None = None) -> int:
             print(f"bench: kept {root}", file=sys.stderr)
         else:
             shutil.rmtree(root, ignore_errors=True)
+    found = goals(rows, args.parallelism)
     print()
-    print_table(rows)
+    print_table(rows, floors)
+    print()
+    print_goals(found)
     print(json.dumps({"benchmark": "plan_fleet", "parallelism": args.parallelism, "repeat": args.repeat,
                       "publishEvery": args.publish_every, "sharedK3sManifest": args.shared_k3s_manifest,
-                      "cpus": os.cpu_count(), "results": rows}, separators=(",", ":")))
+                      "cpus": os.cpu_count(), "results": rows, "floors": [floors[n] for n in sorted(floors)],
+                      "goals": found}, separators=(",", ":")))
     return 0
 
 
-def bench_size(size: int, root: Path, args: argparse.Namespace, token: str) -> list[dict[str, Any]]:
-    work = root / f"fleet-{size}"
+def bench_size(size: int, root: Path, args: argparse.Namespace, token: str, floors: dict[int, dict[str, Any]],
+               *, offline_only: bool = False) -> list[dict[str, Any]]:
+    """Rows for one fleet size (offline, P, P=1; offline alone when `offline_only`); its floor into `floors`."""
+    work = root / f"fleet-{size}{'-offline' if offline_only else ''}"
     t0 = time.perf_counter()
     fleet = build_fleet(work, size, shared_manifest=args.shared_k3s_manifest, token=token)
     digest = None
     try:
-        digest = publish(fleet, args.publish_every)
+        digest = None if offline_only else publish(fleet, args.publish_every)
         log(f"size {size}: repo generated and {len(fleet.published)} artifacts published in "
             f"{time.perf_counter() - t0:.1f}s; warming the git mirror")
         run_plan(fleet, work, refresh=False, parallelism=args.parallelism, tag="warm")
-        offline, bounded, serial = [], [], []
+        offline: list[Run] = []
+        bounded: list[Run] = []
+        serial: list[Run] = []
+        floor: list[FloorRun] = []
         for n in range(args.repeat):
             offline.append(run_plan(fleet, work, refresh=False, parallelism=args.parallelism, tag=f"offline-{n}"))
+            if offline_only:
+                log(f"size {size} run {n + 1}/{args.repeat}: offline {offline[-1].wall_s:.2f}s")
+                continue
             bounded.append(run_plan(fleet, work, refresh=True, parallelism=args.parallelism,
                                     tag=f"p{args.parallelism}-{n}"))
+            floor.append(run_floor(fleet, work, parallelism=args.parallelism, tag=f"floor-{n}"))
             serial.append(run_plan(fleet, work, refresh=True, parallelism=1, tag=f"p1-{n}"))
             log(f"size {size} run {n + 1}/{args.repeat}: offline {offline[-1].wall_s:.2f}s, "
-                f"P={args.parallelism} {bounded[-1].wall_s:.2f}s, P=1 {serial[-1].wall_s:.2f}s")
-        if args.profile:
+                f"P={args.parallelism} {bounded[-1].wall_s:.2f}s, floor {floor[-1].wall_s:.2f}s, "
+                f"P=1 {serial[-1].wall_s:.2f}s")
+        if args.profile and not offline_only:
             args.profile.mkdir(parents=True, exist_ok=True)
             prof = args.profile.resolve() / f"plan-{size}-p{args.parallelism}.prof"
             run_plan(fleet, work, refresh=True, parallelism=args.parallelism, tag="profile", profile=prof)
             log(f"size {size}: profile written to {prof} (python3 -m pstats {prof})")
     finally:
         unpublish(fleet, digest)
-    return [summarize(offline), summarize(bounded), summarize(serial)]
+    if offline_only:
+        return [summarize(offline)]
+    floors[size] = summarize_floor(floor)
+    return [summarize(offline), summarize(bounded, floors[size]), summarize(serial, floors[size])]
 
 
 def log(message: str) -> None:
