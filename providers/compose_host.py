@@ -29,6 +29,7 @@ import docker.errors
 from udeploy.engine.errors import GitError, UsageError
 from udeploy.engine.load.catalog import Catalog, ComposeTarget, Host, Target
 from udeploy.engine.load.desired import DesiredService
+from udeploy.engine.load.timeouts import TimeoutKind
 from udeploy.engine.provider_api import (
     DeployRequest,
     ObserveRequest,
@@ -368,12 +369,15 @@ def shell_for(host: Host) -> HostShell:
     """The shell for a config.json host with `docker.socket` or `docker.ssh`."""
     settings: Mapping[str, Any] = host.settings.get("docker") or {}
     if settings.get("socket"):
-        return LocalShell(host.id, str(settings["socket"]))
+        return LocalShell(host.id, str(settings["socket"]), docker_timeout=host.timeouts.get(TimeoutKind.DOCKER))
     if settings.get("ssh"):
-        from udeploy.providers.hostshell_ssh import SshShell  # imports fabric/paramiko only for SSH hosts
+        from udeploy.providers.hostshell_ssh import SSH_SESSIONS, SshShell  # imports fabric/paramiko only for SSH hosts
 
         s = settings["ssh"]
         return SshShell(host.id, host=str(s["host"]), port=int(s.get("port", 22)), user=str(s.get("user", "root")),
-                        key_file=s.get("keyFile"), known_hosts=s.get("knownHosts"))
+                        key_file=s.get("keyFile"), known_hosts=s.get("knownHosts"),
+                        timeout=host.timeouts.get(TimeoutKind.SSH),
+                        docker_timeout=host.timeouts.get(TimeoutKind.DOCKER),
+                        max_channels=int(s.get("maxChannels", SSH_SESSIONS)))
     raise ProviderUnreachable(f"host {host.id} has neither docker.socket nor docker.ssh in config.json",
                               path=host.id)

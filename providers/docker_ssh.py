@@ -7,6 +7,7 @@ paramiko transport with the key and host keys from config.json.
 
 from __future__ import annotations
 
+import time
 import urllib.parse
 from typing import Any
 
@@ -16,7 +17,9 @@ import paramiko
 from docker import DockerClient
 from docker.transport import SSHHTTPAdapter
 
+from udeploy.engine.load.timeouts import DEFAULTS, Timeout, TimeoutKind
 from udeploy.engine.provider_api import ProviderUnreachable
+from udeploy.providers.ssh_connect import SshConnectFailed, connect_client
 
 
 def pin_host_keys(client: paramiko.SSHClient, known_hosts: str | None) -> None:
@@ -31,18 +34,25 @@ def pin_host_keys(client: paramiko.SSHClient, known_hosts: str | None) -> None:
 class _KeyedSSHAdapter(SSHHTTPAdapter):  # type: ignore[misc]
     """The SDK's paramiko transport (`docker system dial-stdio` on the host), given our key."""
 
-    def __init__(self, base_url: str, key_file: str | None, known_hosts: str | None, timeout: int) -> None:
-        self._key_file, self._known_hosts = key_file, known_hosts
+    def __init__(self, base_url: str, key_file: str | None, known_hosts: str | None, timeout: float,
+                 ssh_timeout: Timeout) -> None:
+        self._key_file, self._known_hosts, self._ssh_timeout = key_file, known_hosts, ssh_timeout
         super().__init__(base_url, timeout=timeout, max_pool_size=4, shell_out=False)
 
     def _create_paramiko_client(self, base_url: str) -> None:
         url = urllib.parse.urlparse(base_url)
         self.ssh_client = paramiko.SSHClient()
         self.ssh_params = {"hostname": url.hostname, "port": url.port or 22, "username": url.username,
-                           "look_for_keys": self._key_file is None, "allow_agent": False, "timeout": 10}
+                           "look_for_keys": self._key_file is None, "allow_agent": False}
         if self._key_file:
             self.ssh_params["key_filename"] = self._key_file
         pin_host_keys(self.ssh_client, self._known_hosts)
+
+    def _connect(self) -> None:
+        """Bounded waits and the real cause (`ssh_connect`), not paramiko's single timeout."""
+        params = dict(self.ssh_params)
+        host, port = str(params.pop("hostname")), int(params.pop("port") or 22)
+        connect_client(self.ssh_client, host, port, self._ssh_timeout, **params)
 
     def get_connection(self, url: str, proxies: Any = None) -> Any:
         # The SDK keys its connection pools by the full request URL, so every distinct endpoint holds
@@ -54,18 +64,25 @@ class _KeyedSSHAdapter(SSHHTTPAdapter):  # type: ignore[misc]
         return pool
 
 
-def ssh_docker_client(url: str, key_file: str | None, known_hosts: str | None, host_id: str) -> DockerClient:
+def ssh_docker_client(url: str, key_file: str | None, known_hosts: str | None, host_id: str, *,
+                      ssh_timeout: Timeout = DEFAULTS[TimeoutKind.SSH],
+                      docker_timeout: Timeout = DEFAULTS[TimeoutKind.DOCKER]) -> DockerClient:
+    began = time.monotonic()
     try:
         # An explicit version keeps the constructor from connecting; the adapter is swapped in, then
         # the API version is negotiated over it (as `version="auto"` would have done).
-        api = docker.APIClient(base_url=url, use_ssh_client=True, version="1.41", timeout=120)
-        adapter = _KeyedSSHAdapter(url, key_file, known_hosts, timeout=120)
+        api = docker.APIClient(base_url=url, use_ssh_client=True, version="1.41", timeout=docker_timeout.read)
+        adapter = _KeyedSSHAdapter(url, key_file, known_hosts, timeout=docker_timeout.read, ssh_timeout=ssh_timeout)
         api._custom_adapter = adapter
         api.mount("http+docker://ssh", adapter)
         api._version = api._retrieve_server_version()
-    except (OSError, paramiko.SSHException, docker.errors.DockerException) as exc:
-        raise ProviderUnreachable(f"cannot reach the Docker engine of {host_id} over {url}: {exc}",
-                                  path=host_id) from exc
+    except (OSError, SshConnectFailed, paramiko.SSHException, docker.errors.DockerException) as exc:
+        elapsed = time.monotonic() - began
+        raise ProviderUnreachable(
+            f"cannot reach the Docker engine of {host_id} over {url}: {exc} (after {elapsed:.1f} s; ssh timeout: "
+            f"{ssh_timeout.describe()}, docker read timeout {docker_timeout.read:g} s)", path=host_id,
+            details={"component": host_id, "endpoint": url, "cause": str(exc), "elapsedSeconds": round(elapsed, 1),
+                     "timeoutSeconds": {"connect": ssh_timeout.connect, "read": ssh_timeout.read}}) from exc
     client = DockerClient.__new__(DockerClient)
     client.api = api
     return client

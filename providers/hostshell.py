@@ -12,7 +12,9 @@ A Compose host in `config.json` is reached either through a local Docker socket
   key and known_hosts (the SDK's own ssh:// transports read only ~/.ssh or the `ssh` binary's
   config, so they cannot be given a key).
 
-Failures to reach the host raise `ProviderUnreachable` with the host id as the path.
+Failures to reach the host raise `ProviderUnreachable` with the host id as the path. The docker
+SDK client waits at most the host's `docker` read timeout per call, the SSH connection its `ssh`
+timeouts (`engine.load.timeouts`, config.json `hosts.<id>.timeouts`).
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ import docker
 import docker.errors
 from docker import DockerClient
 
+from udeploy.engine.load.timeouts import DEFAULTS, Timeout, TimeoutKind
 from udeploy.engine.provider_api import ProviderUnreachable
 
 COMMAND_TIMEOUT = 300.0
@@ -123,6 +126,7 @@ class LocalShell:
 
     host_id: str
     socket: str
+    docker_timeout: Timeout = DEFAULTS[TimeoutKind.DOCKER]
     _client: DockerClient | None = attrs.field(default=None, init=False)
     _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
 
@@ -174,7 +178,7 @@ class LocalShell:
     def _docker(self) -> DockerClient:
         if self._client is None:
             try:
-                self._client = DockerClient(base_url=self.socket, timeout=120)
+                self._client = DockerClient(base_url=self.socket, timeout=self.docker_timeout.read)
             except docker.errors.DockerException as exc:
                 raise ProviderUnreachable(f"cannot reach the Docker engine of {self.where}: {exc}",
                                           path=self.host_id) from exc

@@ -3,7 +3,10 @@ known_hosts: fabric for commands, SFTP for files, and the docker SDK over parami
 
 The lab's sshd takes ~0.2 s per shell session, SFTP calls a millisecond, so files go through SFTP.
 sshd refuses more than MaxSessions (default 10) channels on one connection, so concurrent commands
-share a bounded number of session channels.
+share a bounded number of session channels (`docker.ssh.maxChannels`, default 6; SFTP takes one
+more), and a channel the server still refuses is asked for again a few times before it is an error.
+Connecting waits at most the host's ssh timeouts (`providers.ssh_connect`); a failure names the
+cause and the timeout that expired.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import io
 import posixpath
 import secrets
 import threading
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -19,11 +23,16 @@ import attrs
 import paramiko
 from docker import DockerClient
 
+from udeploy.engine.load.timeouts import DEFAULTS, Timeout, TimeoutKind
 from udeploy.engine.provider_api import ProviderUnreachable
 from udeploy.providers.docker_ssh import pin_host_keys, ssh_docker_client
 from udeploy.providers.hostshell import COMMAND_TIMEOUT, HTTP_GET_SCRIPT, HttpAnswer, ShellResult, script_with_args
+from udeploy.providers.ssh_connect import SshConnectFailed, connect_client
 
 SSH_SESSIONS = 6  # below sshd's default MaxSessions of 10; SFTP takes one more
+CHANNEL_OPEN_ATTEMPTS = 5  # a refused channel (another client's sessions, a slow close) is asked for again
+CHANNEL_RETRY_PAUSE = 0.2  # seconds, doubled after each refusal: at most 3 s of pauses
+CHANNEL_REFUSED = frozenset({"Unable to open channel.", "Channel closed."})  # before the command started
 
 
 @attrs.define
@@ -36,14 +45,19 @@ class SshShell:
     user: str
     key_file: str | None
     known_hosts: str | None
+    timeout: Timeout = DEFAULTS[TimeoutKind.SSH]  # connect: TCP; read: banner, key exchange, authentication
+    docker_timeout: Timeout = DEFAULTS[TimeoutKind.DOCKER]
+    max_channels: int = SSH_SESSIONS  # concurrent command channels on the one connection
     _connection: Any = attrs.field(default=None, init=False)
     _sftp: Any = attrs.field(default=None, init=False)
     _client: DockerClient | None = attrs.field(default=None, init=False)
     # Steps of several services may run in parallel on one host: one lock guards the lazily opened
     # connection, the SFTP client (not thread-safe) and the SDK client.
     _lock: threading.RLock = attrs.field(factory=threading.RLock, init=False)
-    _sessions: threading.BoundedSemaphore = attrs.field(factory=lambda: threading.BoundedSemaphore(SSH_SESSIONS),
-                                                        init=False)
+    _sessions: threading.BoundedSemaphore = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._sessions = threading.BoundedSemaphore(self.max_channels)
 
     @property
     def url(self) -> str:
@@ -58,20 +72,24 @@ class SshShell:
             return self._connect()
 
     def _connect(self) -> Any:
+        if self._connection is not None and not self._connection.is_connected:
+            self._drop()  # the transport died: fabric would reopen it without our key and timeouts
         if self._connection is None:
             import fabric  # deferred: importing fabric costs ~0.3 s
 
-            connect_kwargs: dict[str, Any] = {"look_for_keys": self.key_file is None, "allow_agent": False}
+            params: dict[str, Any] = {"username": self.user, "look_for_keys": self.key_file is None,
+                                      "allow_agent": False}
             if self.key_file:
-                connect_kwargs["key_filename"] = self.key_file
-            conn = fabric.Connection(self.host, user=self.user, port=self.port, connect_timeout=10,
-                                     connect_kwargs=connect_kwargs,
+                params["key_filename"] = self.key_file
+            conn = fabric.Connection(self.host, user=self.user, port=self.port,
                                      config=fabric.Config(ssh_config=paramiko.SSHConfig()))
             pin_host_keys(conn.client, self.known_hosts)
-            try:
-                conn.open()
-            except (OSError, paramiko.SSHException) as exc:
-                raise ProviderUnreachable(f"cannot open SSH to {self.where}: {exc}", path=self.host_id) from exc
+            began = time.monotonic()
+            try:  # our connect, not fabric's open(): bounded waits and the real cause (ssh_connect)
+                connect_client(conn.client, self.host, self.port, self.timeout, **params)
+            except SshConnectFailed as exc:
+                raise self.unreachable(str(exc), began) from exc
+            conn.transport = conn.client.get_transport()
             self._connection = conn
         return self._connection
 
@@ -82,13 +100,45 @@ class SshShell:
         try:
             connection = self.connection()
             with self._sessions:
-                result = connection.run(command, hide=True, warn=True, in_stream=False, timeout=timeout)
+                result = self._run_on_channel(connection, command, timeout)
         except CommandTimedOut:
             return ShellResult(script, 124, "", f"timed out after {timeout:.0f}s")
+        except paramiko.ChannelException as exc:  # the connection is fine: keep it for the other channels
+            raise ProviderUnreachable(f"SSH command on {self.where} failed: the server refused a session channel "
+                                      f"{CHANNEL_OPEN_ATTEMPTS} times ({exc}); is sshd's MaxSessions below "
+                                      f"docker.ssh.maxChannels={self.max_channels} + 1?", path=self.host_id) from exc
         except (OSError, paramiko.SSHException, EOFError) as exc:
-            self._drop()  # the transport is suspect: reconnect next time
+            if self._connection is not None and not self._connection.is_connected:
+                self._drop()  # the transport died: reconnect next time (a failed channel leaves it to the others)
             raise ProviderUnreachable(f"SSH command on {self.where} failed: {exc}", path=self.host_id) from exc
         return ShellResult(script, result.exited, result.stdout, result.stderr)
+
+    def _run_on_channel(self, connection: Any, command: str, timeout: float) -> Any:
+        """Run `command` on a new session channel. A channel the server refuses (the open fails, or it is
+        closed before the exec request is granted: nothing ran yet, so asking again is safe) is asked
+        for again, a bounded number of times, while the connection itself stays up."""
+        pause = CHANNEL_RETRY_PAUSE
+        for attempt in range(1, CHANNEL_OPEN_ATTEMPTS + 1):
+            try:
+                return connection.run(command, hide=True, warn=True, in_stream=False, timeout=timeout)
+            except paramiko.SSHException as exc:
+                # paramiko hands a refusal to whichever thread asks first: the others see the generic text
+                refused = isinstance(exc, paramiko.ChannelException) or str(exc) in CHANNEL_REFUSED
+                if not refused or attempt == CHANNEL_OPEN_ATTEMPTS or not connection.is_connected:
+                    raise
+                time.sleep(pause)
+                pause *= 2
+        raise AssertionError("unreachable")
+
+    def unreachable(self, cause: str, began: float) -> ProviderUnreachable:
+        """The error for a host that could not be reached: component, endpoint, cause, time spent, timeout."""
+        elapsed = time.monotonic() - began
+        return ProviderUnreachable(
+            f"cannot reach {self.where} over SSH: {cause} (after {elapsed:.1f} s; ssh timeout: "
+            f"{self.timeout.describe()})", path=self.host_id,
+            details={"component": self.host_id, "endpoint": self.url, "cause": cause,
+                     "elapsedSeconds": round(elapsed, 1),
+                     "timeoutSeconds": {"connect": self.timeout.connect, "read": self.timeout.read}})
 
     def sftp(self) -> Any:
         """The connection's SFTP client (file operations cost no shell session: sshd sessions are slow)."""
@@ -151,7 +201,8 @@ class SshShell:
     def docker(self) -> DockerClient:
         with self._lock:
             if self._client is None:
-                self._client = ssh_docker_client(self.url, self.key_file, self.known_hosts, self.host_id)
+                self._client = ssh_docker_client(self.url, self.key_file, self.known_hosts, self.host_id,
+                                                 ssh_timeout=self.timeout, docker_timeout=self.docker_timeout)
             return self._client
 
     def close(self) -> None:

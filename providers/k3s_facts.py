@@ -77,7 +77,7 @@ class Kube:
     kubeconfig: str
     context: str | None
     host_id: str
-    timeout: float = 10.0
+    timeout: float | tuple[float, float] = 10.0  # seconds, or (connect, read): config.json timeouts.kubernetes
     _api: ApiClient | None = attrs.field(default=None, init=False)
     _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
 
@@ -121,8 +121,8 @@ class Kube:
                                     _request_timeout=timeout or self.timeout)
             response.read()  # type: ignore[no-untyped-call]
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise ProviderUnreachable(f"{self.host_id}: Kubernetes API {self.server} does not answer: {exc}",
-                                      path=self.host_id) from exc
+            raise ProviderUnreachable(f"{self.host_id}: Kubernetes API {self.server} does not answer: {exc} "
+                                      f"(timeout: {timeout or self.timeout} s)", path=self.host_id) from exc
         if not 200 <= response.status < 300:
             raise ApiException(http_resp=response)
         return bytes(response.data or b"")

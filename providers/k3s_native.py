@@ -32,6 +32,7 @@ from udeploy.engine.errors import GitError, UsageError
 from udeploy.engine.load.catalog import Catalog, Host, K3sTarget, Target
 from udeploy.engine.load.desired import DesiredService
 from udeploy.engine.load.source_guard import check_code_queue_source, guard_json
+from udeploy.engine.load.timeouts import DEFAULTS, TimeoutKind
 from udeploy.engine.provider_api import (
     DeployRequest,
     HealthState,
@@ -80,8 +81,12 @@ class K3sNativeProvider:
             raise UsageError(f"host {host.id} has no explicit containerdSocket in config.json; k3s-native never "
                              "uses a default containerd (E2)", path=f"hosts.{host.id}.containerdSocket")
         registry = str(host.settings.get("registry") or (catalog.registry if catalog else DEFAULT_REGISTRY))
-        return cls(host=host, kube=facts.Kube(str(kubeconfig), host.settings.get("kubeContext"), host.id),
-                   ctr=Ctr(str(socket), host.id), registry=RegistryProvider(registry=registry),
+        kube_timeout = host.timeouts.get(TimeoutKind.KUBERNETES)
+        return cls(host=host, kube=facts.Kube(str(kubeconfig), host.settings.get("kubeContext"), host.id,
+                                              timeout=(kube_timeout.connect, kube_timeout.read)),
+                   ctr=Ctr(str(socket), host.id),
+                   registry=RegistryProvider(registry=registry, timeout=catalog.registry_timeouts.get(
+                       TimeoutKind.REGISTRY) if catalog else DEFAULTS[TimeoutKind.REGISTRY]),
                    git=git or GitProvider())
 
     def close(self) -> None:

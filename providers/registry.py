@@ -4,12 +4,15 @@ No Docker daemon is involved. One artifact costs at most one manifest request an
 request (an image index costs one more manifest request to reach the platform manifest); layers
 are never downloaded. A batch (`artifacts`) shares one keep-alive session, with a bounded number of
 reads in flight. Every answer is a value: an unreachable registry is
-`ArtifactState(reachable=False, error=...)`, never an exception.
+`ArtifactState(reachable=False, error=...)`, never an exception; the error names the URL and the
+timeout that expired, and once one read of a batch finds the registry down the rest do not wait
+for it again. Requests wait at most `timeout` (connect, read), config.json `registry.timeouts`.
 """
 
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar
@@ -19,6 +22,7 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from udeploy.engine.load.catalog import Catalog, Host
+from udeploy.engine.load.timeouts import DEFAULTS, Timeout, TimeoutKind
 from udeploy.engine.provider_api import (
     ArtifactState,
     ProviderUnreachable,
@@ -33,6 +37,10 @@ from udeploy.providers.oci import ACCEPT, INDEX_TYPES, ImageRef, base_url, sha25
 from udeploy.providers.registry_copy import copy_image
 
 PLATFORM = ("linux", "amd64")
+
+
+def _as_timeout(value: Timeout | float) -> Timeout:
+    return value if isinstance(value, Timeout) else Timeout(connect=float(value), read=float(value))
 
 
 @attrs.frozen
@@ -57,7 +65,7 @@ class RegistryProvider:
     images between registries by digest (`ImageMirror`)."""
 
     registry: str  # host[:port] (or a URL) of the default registry, e.g. "127.0.0.1:5000"
-    timeout: float = 10.0
+    timeout: Timeout = attrs.field(default=DEFAULTS[TimeoutKind.REGISTRY], converter=_as_timeout)
     builder: Host | None = None  # CI.json builder.host: the Docker engine `publish` builds on (C1)
     _cache: dict[str, ArtifactState] = attrs.field(factory=dict, init=False)
 
@@ -67,7 +75,8 @@ class RegistryProvider:
     def build(cls, host: Host | None, catalog: Catalog) -> RegistryProvider:
         settings = host.settings if host else {}
         builder = catalog.hosts.get(catalog.builder_host) if catalog.builder_host else None
-        return cls(registry=str(settings.get("registry", catalog.registry)), builder=builder)
+        return cls(registry=str(settings.get("registry", catalog.registry)), builder=builder,
+                   timeout=catalog.registry_timeouts.get(TimeoutKind.REGISTRY))
 
     # -- readers
 
@@ -80,12 +89,24 @@ class RegistryProvider:
         """`artifact` of every image (what this reader already read is not read again), keyed by image."""
         wanted = list(dict.fromkeys(images))
         workers = max(1, min(parallelism, len(wanted)))
+        down: list[ArtifactState] = []  # the first read that found the registry down
+        lock = threading.Lock()
+
+        def read(image: str) -> ArtifactState:
+            if down:  # do not wait a timeout per image for a registry already known to be down
+                return attrs.evolve(down[0], image=image, digest=None, labels={})
+            state = self._artifact(session, image, False)
+            if not state.reachable:
+                with lock:
+                    down.append(state)
+            return state
+
         with requests.Session() as session, ThreadPoolExecutor(max_workers=workers) as pool:
             # one connection pool for the batch, as large as the reads it runs at once
             adapter = HTTPAdapter(pool_connections=workers, pool_maxsize=workers)
             session.mount("http://", adapter)
             session.mount("https://", adapter)
-            states = list(pool.map(lambda image: self._artifact(session, image, False), wanted))
+            states = list(pool.map(read, wanted))
         return dict(zip(wanted, states, strict=True))
 
     def head(self, image: str) -> ArtifactState:
@@ -97,7 +118,7 @@ class RegistryProvider:
         except _HttpError as exc:
             return ArtifactState(image=image, exists=False, error=None if exc.status == 404 else str(exc))
         except OSError as exc:
-            return ArtifactState(image=image, exists=False, reachable=False, error=_reason(exc, url))
+            return ArtifactState(image=image, exists=False, reachable=False, error=self._unreachable(exc, url))
         return ArtifactState(image=image, exists=True, digest=response.headers.get("Docker-Content-Digest"))
 
     def health(self, registry: str | None = None) -> bool:
@@ -120,7 +141,8 @@ class RegistryProvider:
             try:
                 response = self._request("GET", url)
             except (OSError, _HttpError) as exc:
-                raise ProviderUnreachable(f"registry catalog {url}: {exc}", path=url) from exc
+                cause = self._unreachable(exc, url) if isinstance(exc, OSError) else str(exc)
+                raise ProviderUnreachable(f"registry catalog: {cause}", path=url) from exc
             names += json.loads(response.body).get("repositories") or []
             url = _next_link(root, response.headers.get("Link"))
         return names
@@ -189,7 +211,7 @@ class RegistryProvider:
                 return ArtifactState(image=image, exists=False)
             return ArtifactState(image=image, exists=False, error=str(exc))
         except OSError as exc:
-            return ArtifactState(image=image, exists=False, reachable=False, error=_reason(exc, root))
+            return ArtifactState(image=image, exists=False, reachable=False, error=self._unreachable(exc, root))
         digest = manifest.headers.get("Docker-Content-Digest") or sha256_digest(manifest.body)
         try:
             labels = self._labels(session, root, manifest)
@@ -216,10 +238,20 @@ class RegistryProvider:
         send = session.request if session is not None else requests.request
         # identity: a manifest's digest is over the bytes the registry stores, never a re-encoding
         headers = {"Accept-Encoding": "identity", **({"Accept": accept} if accept else {})}
-        response = send(method, url, headers=headers, timeout=self.timeout)
+        response = send(method, url, headers=headers, timeout=(self.timeout.connect, self.timeout.read))
         if not 200 <= response.status_code < 300:
             raise _HttpError(response.status_code, url, response.content or b"")
         return _Response(response.status_code, dict(response.headers.items()), response.content)
+
+    def _unreachable(self, exc: BaseException, where: str) -> str:
+        """Why `where` did not answer, naming the timeout that expired."""
+        if isinstance(exc, requests.exceptions.ConnectTimeout):
+            return f"{where}: no connection within {self.timeout.connect:g} s (connect timeout)"
+        if isinstance(exc, requests.exceptions.ReadTimeout):
+            return f"{where}: connected, but no answer within {self.timeout.read:g} s (read timeout)"
+        if isinstance(exc, requests.exceptions.ConnectionError):
+            return f"{where}: cannot connect ({_root_cause(exc)})"
+        return _reason(exc, where)
 
 
 def _pick_platform(manifests: list[Mapping[str, Any]]) -> str:
@@ -241,6 +273,20 @@ def _next_link(root: str, link: str | None) -> str | None:
         return None
     target = link.split(";")[0].strip().strip("<>")
     return target if target.startswith("http") else root + target
+
+
+def _root_cause(exc: BaseException) -> str:
+    """The innermost error under requests' and urllib3's wrappers: "Connection refused"."""
+    seen: BaseException = exc
+    for _ in range(10):
+        reason = getattr(seen, "reason", None)
+        inner = reason if isinstance(reason, BaseException) else seen.__cause__
+        if inner is None and seen.args and isinstance(seen.args[0], BaseException):
+            inner = seen.args[0]
+        if inner is None or inner is seen:
+            break
+        seen = inner
+    return seen.strerror if isinstance(seen, OSError) and seen.strerror else str(seen)
 
 
 def _reason(exc: BaseException, where: str) -> str:

@@ -19,7 +19,8 @@ from udeploy.engine.plan.model import Plan
 from udeploy.engine.plan.planfile import write_plan
 
 
-def detach(plan: Plan, path: Path | None, state: Path, repo: Path, dry_run: bool, parallelism: int) -> dict[str, Any]:
+def detach(plan: Plan, path: Path | None, state: Path, repo: Path, dry_run: bool, parallelism: int,
+           extra_args: list[str] | None = None) -> dict[str, Any]:
     """Start the apply of `plan` (the file at `path`, or spooled when it was planned in one step) in
     the background; the launch document names the job id and how to follow it."""
     job_id = new_job_id()
@@ -35,6 +36,7 @@ def detach(plan: Plan, path: Path | None, state: Path, repo: Path, dry_run: bool
             "--state-dir", str(state.resolve()), "--repo", str(repo.resolve()), "--parallelism", str(parallelism)]
     if dry_run:
         args.append("--dry-run")
+    args += extra_args or []  # e.g. the parent's --timeout options
     with open(state / "jobs" / f"{job_id}.out", "ab") as out:
         child = subprocess.Popen(args, stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True,
                                  env=os.environ.copy())

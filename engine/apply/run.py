@@ -25,6 +25,7 @@ from udeploy.engine.errors import PolicyRefused, UdeployError
 from udeploy.engine.load.desired import DesiredState, load_desired
 from udeploy.engine.load.repo_url import redact_url
 from udeploy.engine.load.source import open_file_source, origin_url
+from udeploy.engine.load.timeouts import Timeouts
 from udeploy.engine.plan.graph import Graph, NodeOutcome
 from udeploy.engine.plan.guardrails import run_all
 from udeploy.engine.plan.model import Action, Node, Plan
@@ -47,6 +48,7 @@ class ApplyOptions:
     dry_run: bool = False
     plan_file: str | None = None
     job_id: str | None = None  # set by a detached parent that already printed it
+    timeouts: Timeouts = attrs.field(factory=Timeouts)  # --timeout, over config.json's
 
 
 Progress = Callable[[str], None]
@@ -199,7 +201,7 @@ def apply_plan(plan: Plan, options: ApplyOptions, *, pool_for: Callable[[Desired
                progress: Progress = _silent) -> dict[str, Any]:
     """Lock the environment, prove the plan still holds, then walk it. Nothing changes before
     the lock is held and every check passed."""
-    pool_for = pool_for or (lambda state: ProviderPool(state.catalog))
+    pool_for = pool_for or (lambda state: ProviderPool(state.catalog.with_timeouts(options.timeouts)))
     digest = _digest(plan)
     job_id = options.job_id or new_job_id()
     held, taken_over = env_lock.acquire(options.state_dir, plan_scope(plan), job_id)

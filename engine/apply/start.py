@@ -17,6 +17,7 @@ from udeploy.engine.apply.refusal import record_refusal, refuse_policy
 from udeploy.engine.apply.run import ApplyOptions, Progress, apply_plan, plan_scope
 from udeploy.engine.errors import UdeployError
 from udeploy.engine.load.desired import Request
+from udeploy.engine.load.timeouts import Timeouts
 from udeploy.engine.plan.planfile import read_plan
 from udeploy.engine.plan.planner import PlanOptions, make_plan
 
@@ -31,6 +32,7 @@ class StartApply:
     dry_run: bool = False
     detach: bool = False
     job_id: str | None = None  # set by a detached parent that already printed it
+    timeouts: Timeouts = attrs.field(factory=Timeouts)  # --timeout, over config.json's
 
 
 def start_apply(cmd: StartApply, progress: Progress) -> dict[str, Any]:
@@ -38,15 +40,18 @@ def start_apply(cmd: StartApply, progress: Progress) -> dict[str, Any]:
     child also records it in its job."""
     if isinstance(cmd.source, Request):
         progress("planning")
-        plan = make_plan(cmd.source, PlanOptions(force=cmd.force, parallelism=cmd.parallelism)).plan
+        plan = make_plan(cmd.source, PlanOptions(force=cmd.force, parallelism=cmd.parallelism,
+                                                     timeouts=cmd.timeouts)).plan
         refuse_policy(plan, cmd.source.services, cmd.dry_run)
         path = None
     else:
         plan, path = read_plan(cmd.source), cmd.source
     if cmd.detach:
-        return detach(plan, path, cmd.state_dir, cmd.checkout, cmd.dry_run, cmd.parallelism)
+        return detach(plan, path, cmd.state_dir, cmd.checkout, cmd.dry_run, cmd.parallelism,
+                      cmd.timeouts.cli_args())
     options = ApplyOptions(state_dir=cmd.state_dir, checkout=cmd.checkout, parallelism=cmd.parallelism,
-                           dry_run=cmd.dry_run, plan_file=str(path) if path else None, job_id=cmd.job_id)
+                           dry_run=cmd.dry_run, plan_file=str(path) if path else None, job_id=cmd.job_id,
+                           timeouts=cmd.timeouts)
     progress(f"applying {len(plan.nodes)} nodes in {plan_scope(plan)}{' (dry run)' if cmd.dry_run else ''}")
     try:
         return apply_plan(plan, options, progress=progress)

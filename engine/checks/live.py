@@ -11,6 +11,7 @@ from typing import Any
 from udeploy.engine import __version__
 from udeploy.engine.checks.runtime_checks import run_checks
 from udeploy.engine.load.desired import DesiredState, Request
+from udeploy.engine.load.timeouts import Timeouts
 from udeploy.engine.plan.model import Action, ServiceChange
 from udeploy.engine.plan.observe import ProviderPool
 from udeploy.engine.plan.planfile import make_converter
@@ -19,7 +20,7 @@ from udeploy.engine.plan.records import EnvironmentRecord, LiveSummary, Manifest
 from udeploy.engine.provider_api import Presence
 
 
-def check_live(request: Request, parallelism: int = 10) -> dict[str, Any]:
+def check_live(request: Request, parallelism: int = 10, timeouts: Timeouts | None = None) -> dict[str, Any]:
     """The check document: `inSync` and `differ` for the services, `checksPassed` and `checks` for
     the runtime checks (E3, E5), and each service's desired commit beside its live summary."""
     pools: list[ProviderPool] = []
@@ -29,7 +30,8 @@ def check_live(request: Request, parallelism: int = 10) -> dict[str, Any]:
         return pools[-1]
 
     try:
-        planned = make_plan(request, PlanOptions(refresh=True, parallelism=parallelism), pool_for=pool_for)
+        planned = make_plan(request, PlanOptions(refresh=True, parallelism=parallelism,
+                                                     timeouts=timeouts or Timeouts()), pool_for=pool_for)
         checks = run_checks(planned.state, pools[-1])
     finally:
         for pool in pools:

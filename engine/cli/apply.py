@@ -24,7 +24,10 @@ from udeploy.engine.cli.common import (
     RefOpt,
     RepoOpt,
     ServiceOpt,
+    TimeoutOpt,
+    VerboseOpt,
     app,
+    configure_logging,
     emit,
     guarded,
     progress,
@@ -32,6 +35,7 @@ from udeploy.engine.cli.common import (
 from udeploy.engine.errors import ExitCode, UsageError
 from udeploy.engine.load.desired import Request
 from udeploy.engine.load.source import DEFAULT_REF
+from udeploy.engine.load.timeouts import from_cli
 
 StateOpt = Annotated[Path | None, typer.Option("--state-dir", help="Where jobs and locks live (default .state, "
                                                "or $UDEPLOY_STATE_DIR).")]
@@ -56,8 +60,11 @@ def apply(
                                          "background.")] = False,
     parallelism: ApplyParallelOpt = 10, state_dir: StateOpt = None,
     job_id: Annotated[str | None, typer.Option("--job-id", hidden=True)] = None,
+    timeout: TimeoutOpt = None, verbose: VerboseOpt = False,
 ) -> None:
     """Apply a saved plan exactly, or plan and apply in one step; print the job result as JSON."""
+    if verbose:
+        configure_logging(True)
 
     def run() -> int:
         if job_id is not None:
@@ -69,7 +76,7 @@ def apply(
             env=env, file=file, services=tuple(service or ()), commit=commit, checkout=repo, ref=ref)
         result = start_apply(StartApply(source=source, state_dir=state_dir or default_state_dir(), checkout=repo,
                                         force=force, parallelism=parallelism, dry_run=dry_run, detach=detach,
-                                        job_id=job_id), progress)
+                                        job_id=job_id, timeouts=from_cli(timeout or ())), progress)
         emit(result)
         return int(ExitCode.OK) if result["state"] in ("succeeded", "started") else int(ExitCode.ERROR)
 

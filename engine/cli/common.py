@@ -8,6 +8,7 @@ Command modules (`engine.cli.plan`, `.apply`, `.artifact`, `.guard`, `.validate`
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import traceback
 from collections.abc import Callable
@@ -34,6 +35,30 @@ CommitOpt = Annotated[str | None, typer.Option("--commit", help="Full SHA overri
 RepoOpt = Annotated[Path, typer.Option("--repo", help="The deploy repository checkout (default: current "
                                        "directory).", envvar="UDEPLOY_REPO")]
 RefOpt = Annotated[str, typer.Option("--ref", help="Remote ref to read the manifests from in environment mode.")]
+
+
+TimeoutOpt = Annotated[list[str] | None, typer.Option(
+    "--timeout", metavar="KIND[.connect|.read]=SECONDS",
+    help="Override a timeout for this run (repeatable); KIND is registry, docker, ssh or kubernetes. "
+         "Defaults and config.json settings: docs/reliability.md.")]
+VerboseOpt = Annotated[bool, typer.Option("-v", "--verbose", help="Let the libraries' own logging (paramiko, "
+                                          "urllib3, ...) through to stderr.", envvar="UDEPLOY_VERBOSE")]
+
+
+def configure_logging(verbose: bool) -> None:
+    """Library logging reaches stderr only when asked: without a handler Python prints a library's
+    warnings and errors (paramiko's banner failure with its traceback) through its last-resort
+    handler, so the root logger gets one that drops them; `-v` installs one that prints."""
+    root = logging.getLogger()
+    for old in [h for h in root.handlers if h.get_name() == "udeploy"]:
+        root.removeHandler(old)
+    handler: logging.Handler = logging.NullHandler()
+    if verbose:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("udeploy: %(name)s %(levelname)s %(message)s"))
+        root.setLevel(logging.DEBUG)
+    handler.set_name("udeploy")
+    root.addHandler(handler)
 
 
 def emit(doc: Any) -> None:
@@ -70,8 +95,10 @@ def version_callback(value: bool) -> None:
 def main_options(
     version: Annotated[bool, typer.Option("--version", callback=version_callback, is_eager=True,
                                           help="Print the udeploy version as JSON and exit.")] = False,
+    verbose: VerboseOpt = False,
 ) -> None:
     """udeploy: plan, review, apply."""
+    configure_logging(verbose)
 
 
 OutOpt = Annotated[Path | None, typer.Option("-out", "--out", help="Write the plan file here, for review "

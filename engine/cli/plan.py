@@ -25,7 +25,10 @@ from udeploy.engine.cli.common import (
     RefreshOpt,
     RepoOpt,
     ServiceOpt,
+    TimeoutOpt,
+    VerboseOpt,
     app,
+    configure_logging,
     emit,
     guarded,
     progress,
@@ -34,6 +37,7 @@ from udeploy.engine.errors import ExitCode, UsageError
 from udeploy.engine.load.desired import Request
 from udeploy.engine.load.input_files import check_writable_target
 from udeploy.engine.load.source import DEFAULT_REF
+from udeploy.engine.load.timeouts import from_cli
 from udeploy.engine.plan import render
 from udeploy.engine.plan.guardrails import REGISTRY
 from udeploy.engine.plan.model import Plan
@@ -59,19 +63,25 @@ def plan(
     repo: RepoOpt = Path("."), ref: RefOpt = DEFAULT_REF, out: OutOpt = None, refresh: RefreshOpt = True,
     force: ForceOpt = False, parallelism: ParallelOpt = 10, fmt: FormatOpt = "json",
     detailed_exitcode: Annotated[bool, typer.Option("--detailed-exitcode", help="Exit 2 when the plan "
-                                                    "deploys something (0 when nothing changes).")] = False,
+                                                    "deploys something (0 when nothing changes; 1 when live "
+                                                    "state could not be read).")] = False,
+    timeout: TimeoutOpt = None, verbose: VerboseOpt = False,
 ) -> None:
     """Resolve the desired state, read what is live, diff and run the guardrails; print the plan."""
+    if verbose:
+        configure_logging(True)
 
     def run() -> int:
         if fmt not in ("json", "text", "markdown"):  # before any work, and before -out writes anything
             raise UsageError(f"--format must be json, text or markdown, not {fmt!r}", path="--format")
+        timeouts = from_cli(timeout or ())
         if out is not None:
             check_writable_target(out, "-out")
         request = Request(env=env, file=file, services=tuple(service or ()), commit=commit,
                           checkout=repo, ref=ref)
         progress("planning" + (" (reading live state)" if refresh else " offline (--no-refresh)"))
-        planned = make_plan(request, PlanOptions(refresh=refresh, force=force, parallelism=parallelism))
+        planned = make_plan(request, PlanOptions(refresh=refresh, force=force, parallelism=parallelism,
+                                                       timeouts=timeouts))
         doc = write_plan(planned.plan, out) if out else to_document(planned.plan)
         if out:
             progress(f"plan written to {out}; apply it with `udeploy apply {out}`")
@@ -88,14 +98,18 @@ def plan(
 @app.command()
 def check(
     env: EnvOpt = None, file: FileOpt = None, service: ServiceOpt = None, repo: RepoOpt = Path("."),
-    ref: RefOpt = DEFAULT_REF, parallelism: ParallelOpt = 10,
+    ref: RefOpt = DEFAULT_REF, parallelism: ParallelOpt = 10, timeout: TimeoutOpt = None,
+    verbose: VerboseOpt = False,
 ) -> None:
     """Compare live runtime with the desired repo and commit, and run the k3s runtime checks (E3
-    sandbox image, E5 Code Queue diagnostics); change nothing. Exit 2 when anything differs or fails (O5)."""
+    sandbox image, E5 Code Queue diagnostics); change nothing. Exit 2 when anything differs or fails (O5),
+    1 when live state could not be read."""
+    if verbose:
+        configure_logging(True)
 
     def run() -> int:
         request = Request(env=env, file=file, services=tuple(service or ()), checkout=repo, ref=ref)
-        doc = check_live(request, parallelism)
+        doc = check_live(request, parallelism, from_cli(timeout or ()))
         emit(doc)
         return int(ExitCode.OK) if doc["inSync"] and doc["checksPassed"] else int(ExitCode.CHANGES)
 

@@ -16,6 +16,7 @@ import attrs
 from udeploy.engine.load.jsonschema_check import check, parse_json
 from udeploy.engine.load.repo_url import check_repo_url
 from udeploy.engine.load.source import Reader
+from udeploy.engine.load.timeouts import TimeoutKind, Timeouts, from_config
 
 ENVIRONMENTS = ("dev", "prod")
 
@@ -138,6 +139,7 @@ class Host:
     provider_id: str
     role: str
     settings: Mapping[str, Any]
+    timeouts: Timeouts = attrs.field(factory=Timeouts)  # config.json `timeouts`, then the command line's
 
 
 @attrs.frozen
@@ -166,11 +168,20 @@ class Catalog:
     microservices: Mapping[str, Microservice]
     artifacts: Mapping[str, Artifact]
     builder_host: str | None = None  # CI.json builder.host: the engine CI builds on (C1)
+    registry_timeouts: Timeouts = attrs.field(factory=Timeouts)  # config.json registry.timeouts
     # The provider that reads, publishes to and mirrors into `registry` (OCI distribution API).
     registry_provider: ClassVar[str] = "registry"
 
     def registry_image(self, service_id: str, commit: str) -> str:
         return f"{self.registry}/{self.repository_prefix}/{service_id}:{commit}"
+
+    def with_timeouts(self, overrides: Timeouts) -> Catalog:
+        """This catalog with the command line's `--timeout`s over every host's and the registry's."""
+        if not overrides:
+            return self
+        return attrs.evolve(self, registry_timeouts=self.registry_timeouts.overridden_by(overrides),
+                            hosts={hid: attrs.evolve(h, timeouts=h.timeouts.overridden_by(overrides))
+                                   for hid, h in self.hosts.items()})
 
 
 def parse_catalog(config: Any, ci: Any, *, config_source: str = "config.json",
@@ -188,6 +199,7 @@ def parse_catalog(config: Any, ci: Any, *, config_source: str = "config.json",
                        for i, m in enumerate(config["microservices"])},
         artifacts={a["id"]: Artifact(id=a["id"], kind=a["kind"], spec=a) for a in ci["artifacts"]},
         builder_host=ci.get("builder", {}).get("host"),
+        registry_timeouts=from_config(registry.get("timeouts"), TimeoutKind.REGISTRY),
     )
 
 
@@ -200,7 +212,7 @@ def read_catalog(reader: Reader) -> Catalog:
 
 def _host(hid: str, h: Mapping[str, Any]) -> Host:
     return Host(id=hid, provider=h["provider"], provider_id=h["providerId"], role=h.get("role", ""),
-                settings=h)
+                settings=h, timeouts=from_config(h.get("timeouts")))
 
 
 def _environment(name: str, e: Mapping[str, Any]) -> EnvironmentSettings:

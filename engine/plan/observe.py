@@ -5,11 +5,18 @@ built once and shared, and reads all of that host's services in one `observe` ca
 a project or a namespace once); the registry reads every artifact in one `artifacts` call. Hosts,
 the registry batch, upstream images and secret sources are read in parallel, at most `parallelism`
 at a time (and each batch runs at most `parallelism` reads of its own).
+
+An outage is an error, never an observation: a host that does not answer raises
+`ProviderUnreachable` from its provider, and so does a registry batch with an unreachable read
+(the protocol returns those as values). The error names the component, the endpoint, the seconds
+spent and the timeout (docs/reliability.md), so plan, check and apply's re-read exit 1 instead of
+planning around live state they could not read.
 """
 
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
@@ -19,6 +26,7 @@ import attrs
 
 from udeploy.engine.load.catalog import Catalog, Host, RuntimeSecretsPolicy, Target
 from udeploy.engine.load.desired import DesiredService, DesiredState
+from udeploy.engine.load.timeouts import TimeoutKind
 from udeploy.engine.load.upstream import UpstreamArtifact, UpstreamState, for_service, observe_upstream
 from udeploy.engine.plan.items import deployment_path
 from udeploy.engine.plan.plan_item import DeploymentPath
@@ -28,6 +36,7 @@ from udeploy.engine.provider_api import (
     ArtifactState,
     ObserveRequest,
     Provider,
+    ProviderUnreachable,
     RuntimeChecks,
     RuntimeState,
     SecretReader,
@@ -134,15 +143,33 @@ def observe(state: DesiredState, pool: ProviderPool, *, parallelism: int = 10) -
         jobs.insert(0, partial(_read_artifacts, pool, images, artifacts, parallelism))
     for host_id, requests in by_host.items():
         jobs.insert(0, partial(_read_runtime, pool, host_id, requests, runtime, parallelism))
-    with ThreadPoolExecutor(max_workers=max(1, parallelism)) as ex:
-        for f in [ex.submit(j) for j in jobs]:
-            f.result()  # re-raise the first provider error (ProviderUnreachable names the host)
+    began = time.monotonic()
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, parallelism)) as ex:
+            for f in [ex.submit(j) for j in jobs]:
+                f.result()  # re-raise the first provider error (ProviderUnreachable names the host)
+    except ProviderUnreachable as exc:
+        details = exc.details if isinstance(exc.details, dict) else {}
+        exc.details = {"component": exc.path, "elapsedSeconds": round(time.monotonic() - began, 1), **details}
+        raise
     return Observations(artifacts=artifacts, runtime=runtime, secrets=secrets, upstream=upstream)
 
 
 def _read_artifacts(pool: ProviderPool, images: Mapping[str, str], into: dict[str, ArtifactState],
                     parallelism: int) -> None:
+    began = time.monotonic()
     found = pool.artifacts().artifacts(sorted(set(images.values())), parallelism=parallelism)
+    down = [state for state in found.values() if not state.reachable]
+    if down:
+        catalog, elapsed = pool.catalog, time.monotonic() - began
+        timeout = catalog.registry_timeouts.get(TimeoutKind.REGISTRY)
+        raise ProviderUnreachable(
+            f"the registry {catalog.registry} did not answer ({down[0].error}); {len(down)} of {len(found)} "
+            f"artifact reads failed after {elapsed:.1f} s (timeout: {timeout.describe()})",
+            path=catalog.registry,
+            details={"component": "registry", "endpoint": catalog.registry, "elapsedSeconds": round(elapsed, 1),
+                     "timeoutSeconds": {"connect": timeout.connect, "read": timeout.read},
+                     "unreadArtifacts": len(down)})
     into.update({service: found[image] for service, image in images.items()})
 
 

@@ -11,6 +11,7 @@ import attrs
 from udeploy.engine import __version__
 from udeploy.engine.load.desired import DesiredService, DesiredState, Request, load_desired
 from udeploy.engine.load.k8s_manifest import K8sObject
+from udeploy.engine.load.timeouts import Timeouts
 from udeploy.engine.load.upstream import for_service
 from udeploy.engine.plan.diff import Decision, UpstreamCheck, decide
 from udeploy.engine.plan.guardrails import GuardContext, failing_services, run_all
@@ -21,7 +22,7 @@ from udeploy.engine.plan.plan_item import PlanItem
 from udeploy.engine.plan.records import LiveHealth, LiveSummary, PlanRequest
 from udeploy.engine.plan.report import environment_record, manifest_record
 from udeploy.engine.plan.steps import ChainPlanners, Observed, build_graph, prerequisite_node, service_nodes
-from udeploy.engine.provider_api import RuntimeState, SourceReader
+from udeploy.engine.provider_api import ProviderUnreachable, RuntimeState, SourceReader
 
 
 @attrs.frozen
@@ -29,6 +30,7 @@ class PlanOptions:
     refresh: bool = True
     force: bool = False
     parallelism: int = 10
+    timeouts: Timeouts = attrs.field(factory=Timeouts)  # the command line's --timeout, over config.json's
 
 
 @attrs.frozen
@@ -40,6 +42,7 @@ class Planned:
 def make_plan(request: Request, options: PlanOptions, *, git: SourceReader | None = None,
               pool_for: Callable[[DesiredState], ProviderPool] | None = None) -> Planned:
     state = load_desired(request, git)
+    state = attrs.evolve(state, catalog=state.catalog.with_timeouts(options.timeouts))
     own_pool = pool_for is None  # a caller that passes pool_for keeps (and closes) its pool
     pool = pool_for(state) if pool_for else ProviderPool(state.catalog)
     try:
@@ -49,6 +52,7 @@ def make_plan(request: Request, options: PlanOptions, *, git: SourceReader | Non
         if own_pool:
             pool.close()
     changes = [_change(d, state, obs, options) for d in state.services]
+    _refuse_outages(changes)
     plan = _assemble(state, changes, obs, options, request, demoted={})
     results = run_all(guard_context(plan, state))
     failing = failing_services(results)
@@ -56,6 +60,15 @@ def make_plan(request: Request, options: PlanOptions, *, git: SourceReader | Non
         plan = _assemble(state, changes, obs, options, request, demoted=failing)
     plan = attrs.evolve(plan, guardrails=results)
     return Planned(plan=plan, state=state)
+
+
+def _refuse_outages(changes: list[tuple[DesiredService, Decision, PlanItem]]) -> None:
+    """A plan never stands on live state it could not read: an outage is an error (exit 1), never a
+    blocked item a `--detailed-exitcode` gate would read as "no changes" (docs/reliability.md)."""
+    down = [(d.id, decision.reason) for d, decision, _ in changes if decision.blocked and decision.blocked.outage]
+    if down:
+        raise ProviderUnreachable(f"{len(down)} service(s) could not be planned: {down[0][0]}: {down[0][1]}",
+                                  path=down[0][0], details={"services": [sid for sid, _ in down]})
 
 
 def plan_request(request: Request) -> PlanRequest:
