@@ -20,9 +20,11 @@ from udeploy.engine.plan.planfile import write_plan
 
 
 def detach(plan: Plan, path: Path | None, state: Path, repo: Path, dry_run: bool, parallelism: int,
-           extra_args: list[str] | None = None) -> dict[str, Any]:
+           extra_args: list[str] | None = None, *, state_url: str | None = None) -> dict[str, Any]:
     """Start the apply of `plan` (the file at `path`, or spooled when it was planned in one step) in
-    the background; the launch document names the job id and how to follow it."""
+    the background; the launch document names the job id and how to follow it. The spool and the
+    launch record stay in the local `state` directory; a shared `state_url` reaches the child
+    through its environment (never its command line, where `ps` would show a password)."""
     job_id = new_job_id()
     spool = state / "jobs" / f"{job_id}.plan.json"
     check_state_folder(state)
@@ -37,8 +39,11 @@ def detach(plan: Plan, path: Path | None, state: Path, repo: Path, dry_run: bool
     if dry_run:
         args.append("--dry-run")
     args += extra_args or []  # e.g. the parent's --timeout options
+    env = os.environ.copy()
+    if state_url:
+        env["UDEPLOY_STATE_URL"] = state_url
     with open(state / "jobs" / f"{job_id}.out", "ab") as out:
         child = subprocess.Popen(args, stdout=out, stderr=out, stdin=subprocess.DEVNULL, start_new_session=True,
-                                 env=os.environ.copy())
+                                 env=env)
     (state / "jobs" / f"{job_id}.launch.json").write_text(json.dumps({"jobId": job_id, "pid": child.pid}))
     return {"jobId": job_id, "state": "started", "pid": child.pid, "statusCommand": f"udeploy job status {job_id}"}

@@ -17,14 +17,18 @@ from udeploy.engine.apply.jobs import (
     tail_of,
     valid_pid,
 )
+from udeploy.engine.apply.state import LocalState
+from udeploy.engine.state_api import StateBackend
 
 TAIL_BYTES_MAX = 1 << 20  # a tail is for a terminal or a bot comment; the whole log is on disk
 
 
-def job_status_doc(state: Path, job_id: str, tail_bytes: int) -> dict[str, object]:
+def job_status_doc(state: Path, job_id: str, tail_bytes: int, backend: StateBackend | None = None) -> dict[str, object]:
+    """The job from `backend` (default: the directory `state`); a detached launch that has not
+    created its job yet is answered from the launch record in the local directory."""
     tail_bytes = max(0, min(tail_bytes, TAIL_BYTES_MAX))
     try:
-        j = Job.open(state, job_id)
+        j = (backend or LocalState(state)).open_job(job_id)
     except JobNotFound:
         launch = state / "jobs" / f"{job_id}.launch.json"
         if not launch.exists() and not launch.is_symlink():
@@ -34,7 +38,8 @@ def job_status_doc(state: Path, job_id: str, tail_bytes: int) -> dict[str, objec
     tail = j.tail(tail_bytes)
     doc["logTail"] = tail or ""
     if tail is None:
-        doc["logProblem"] = f"{j.dir / 'log'} is missing or not a regular file"
+        where = j.dir / "log" if isinstance(j, Job) else f"job {job_id}'s log"
+        doc["logProblem"] = f"{where} is missing or not a regular file"
     return doc
 
 

@@ -25,34 +25,18 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, TypeGuard
 
-from udeploy.engine.errors import InputTooLarge, UdeployError, UsageError
+from udeploy.engine.errors import InputTooLarge, UsageError
 from udeploy.engine.load.input_files import open_regular
 from udeploy.engine.load.jsonschema_check import parse_json
+from udeploy.engine.state_api import JobNotFound as JobNotFound  # re-exported: their home was here
+from udeploy.engine.state_api import JobRecordCorrupt as JobRecordCorrupt
+from udeploy.engine.state_api import StateRecordCorrupt as StateRecordCorrupt
+from udeploy.engine.state_api import StateUnusable as StateUnusable
 
 JOB_ID = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$")  # new_job_id()'s format
 PID_MAX = 2**22  # the kernel's largest pid_max: a pid beyond it was never a process
 RECORD_LIMIT = 16 * 2**20  # a status.json of thousands of nodes is well under this
 SMALL_RECORD_LIMIT = 64 * 2**10  # locks and launch records are a few hundred bytes
-
-
-class JobNotFound(UdeployError, LookupError):
-    code = "job-not-found"
-
-
-class StateRecordCorrupt(UdeployError, ValueError):
-    """A state file udeploy wrote is not what it wrote: unreadable, not JSON, or missing fields."""
-
-    code = "state-record-corrupt"
-
-
-class JobRecordCorrupt(StateRecordCorrupt):
-    code = "job-record-corrupt"
-
-
-class StateUnusable(UdeployError, OSError):
-    """The state directory (or one of its folders) exists but is not a directory udeploy can use."""
-
-    code = "state-unusable"
 
 
 def check_job_id(job_id: str, argument: str) -> str:

@@ -38,19 +38,12 @@ from udeploy.engine.apply.jobs import (
     pid_alive,
     valid_pid,
 )
-from udeploy.engine.errors import ExitCode, UdeployError, UsageError
+from udeploy.engine.errors import UdeployError, UsageError
 from udeploy.engine.load.input_files import open_regular
+from udeploy.engine.state_api import LockHeld as LockHeld  # re-exported: their home was here
+from udeploy.engine.state_api import LockMismatch as LockMismatch
 
 SCOPE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")  # env-dev, env-prod, local-manifest: never a path
-
-
-class LockHeld(UdeployError):
-    code = "lock-held"
-    exit_code = ExitCode.ERROR
-
-
-class LockMismatch(UdeployError, ValueError):
-    code = "lock-id-mismatch"
 
 
 def lock_path(state_dir: Path, scope: str) -> Path:

@@ -7,12 +7,10 @@ outage (a registry or provider that could not be reached) is an error, not a pol
 
 from __future__ import annotations
 
-from pathlib import Path
-
-from udeploy.engine.apply.jobs import Job, JobNotFound
 from udeploy.engine.errors import ExitCode, PolicyRefused, RuleError, UdeployError
 from udeploy.engine.plan.model import Action, Blocked, BlockedReason, Plan, ServiceChange
 from udeploy.engine.plan.planfile import make_converter
+from udeploy.engine.state_api import JobNotFound, StateBackend
 
 
 class InfraBlocked(RuleError, ConnectionError):
@@ -47,13 +45,13 @@ def _payload(s: ServiceChange) -> dict[str, object]:
     return doc
 
 
-def record_refusal(state: Path, job_id: str, plan: Plan, exc: UdeployError) -> None:
+def record_refusal(state: StateBackend, job_id: str, plan: Plan, exc: UdeployError) -> None:
     """A detached child refused before or while walking: leave the refusal where `job status` looks."""
     try:
-        job = Job.open(state, job_id)
+        job = state.open_job(job_id)
     except JobNotFound:
-        job = Job.create(state, plan_digest="", plan_file=None,
-                         environment=plan.environment.name if plan.environment else None, dry_run=False, nodes=[],
-                         job_id=job_id)
+        job = state.create_job(plan_digest="", plan_file=None,
+                               environment=plan.environment.name if plan.environment else None, dry_run=False,
+                               nodes=[], job_id=job_id)
     job.log(f"refused: {exc.code}: {exc.message}")
     job.finish("refused", exc.to_json())

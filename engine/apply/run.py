@@ -11,16 +11,15 @@ resumes instead of redoing verified work; a plan whose every node is done is spe
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import attrs
 
-from udeploy.engine.apply import lock as env_lock
-from udeploy.engine.apply.jobs import Job, StateRecordCorrupt, check_state_folder, new_job_id, read_record
+from udeploy.engine.apply.jobs import new_job_id
+from udeploy.engine.apply.lease import Lease
+from udeploy.engine.apply.state import DEFAULT_LEASE_SECONDS, LocalResume, LocalState
 from udeploy.engine.errors import PolicyRefused, UdeployError
 from udeploy.engine.load.desired import DesiredState, load_desired
 from udeploy.engine.load.repo_url import redact_url
@@ -34,6 +33,7 @@ from udeploy.engine.plan.planfile import PlanStale, to_document
 from udeploy.engine.plan.planner import guard_context, request_of
 from udeploy.engine.plan.records import EnvManifest
 from udeploy.engine.provider_api import ObserveRequest, SourceReader, StepKind, StepRequest, source_reader
+from udeploy.engine.state_api import JobRecord, LeaseLost, ResumeRecord, StateBackend, StateUnavailable
 
 
 class StepFailed(UdeployError, RuntimeError):
@@ -49,6 +49,11 @@ class ApplyOptions:
     plan_file: str | None = None
     job_id: str | None = None  # set by a detached parent that already printed it
     timeouts: Timeouts = attrs.field(factory=Timeouts)  # --timeout, over config.json's
+    state: StateBackend | None = None  # a shared backend (--state-url); None: the directory state_dir
+    lease_seconds: float = DEFAULT_LEASE_SECONDS  # how long a dead holder keeps a shared lock
+
+    def backend(self) -> StateBackend:
+        return self.state if self.state is not None else LocalState(self.state_dir)
 
 
 Progress = Callable[[str], None]
@@ -63,55 +68,11 @@ def plan_scope(plan: Plan) -> str:
     return f"env-{plan.environment.name}" if plan.environment else "local-manifest"
 
 
-class Resume:
-    """What earlier jobs of the same plan already did: succeeded nodes and fingerprints after them."""
-
-    def __init__(self, state_dir: Path, digest: str) -> None:
-        self._lock = threading.Lock()  # nodes finish on several walk threads
-        self.path = state_dir / "plans" / (digest.removeprefix("sha256:") + ".json")
-        self.doc = self._read(self.path)
-
-    @staticmethod
-    def _read(path: Path) -> dict[str, Any]:
-        """The record, or an empty one. A corrupt record refuses the apply (issue 9): guessing
-        which nodes are done could skip unverified work or redo work whose effect moved live state."""
-        check_state_folder(path.parent.parent)
-        check_state_folder(path.parent)
-        try:
-            doc = read_record(path)
-        except FileNotFoundError:
-            return {"nodes": {}, "runtime": {}}
-        nodes, runtime = doc.get("nodes"), doc.get("runtime")
-        if not _str_map(nodes) or not _str_map(runtime):
-            raise StateRecordCorrupt(f"{path} is corrupt: nodes and runtime must map names to strings; "
-                                     "remove it to re-apply every node, or make a new plan", path=str(path))
-        return {"nodes": nodes, "runtime": runtime}
-
-    @property
-    def done(self) -> set[str]:
-        return set(self.doc["nodes"])
-
-    def runtime_fingerprint(self, service: str | None) -> str | None:
-        found: str | None = self.doc["runtime"].get(service or "")
-        return found
-
-    def record(self, node: Node, runtime_fingerprint: str | None) -> None:
-        with self._lock:
-            self.doc["nodes"][node.id] = "succeeded"
-            if node.service and runtime_fingerprint:
-                self.doc["runtime"][node.service] = runtime_fingerprint
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = self.path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(self.doc, indent=2))
-            tmp.replace(self.path)
-
-
-def _str_map(value: object) -> bool:
-    return isinstance(value, dict) and all(isinstance(k, str) and isinstance(v, str) for k, v in value.items())
+Resume = LocalResume  # the local record's old name
 
 
 def check_trust(plan: Plan, options: ApplyOptions, pool_for: Callable[[DesiredState], ProviderPool],
-                resume: Resume, progress: Progress = _silent) -> tuple[DesiredState, ProviderPool, Observations]:
+                resume: ResumeRecord, progress: Progress = _silent) -> tuple[DesiredState, ProviderPool, Observations]:
     """Refuse (exit 4, or 3 for policy) unless the plan still describes the world. Changes nothing."""
     git = source_reader()
     _check_manifest_unmoved(plan, git, options.checkout)
@@ -162,7 +123,7 @@ def _check_manifest_unmoved(plan: Plan, git: SourceReader, checkout: Path) -> No
                             path=m.file if name == "deploy manifest" else name)
 
 
-def _moved_nodes(plan: Plan, obs: Observations, resume: Resume) -> list[dict[str, Any]]:
+def _moved_nodes(plan: Plan, obs: Observations, resume: ResumeRecord) -> list[dict[str, Any]]:
     live = {s.id: s.live for s in plan.services}
     moved: dict[str, dict[str, Any]] = {}  # one entry per service is enough to explain it
     for n in plan.nodes:
@@ -200,39 +161,54 @@ def graph_of(plan: Plan) -> Graph:
 def apply_plan(plan: Plan, options: ApplyOptions, *, pool_for: Callable[[DesiredState], ProviderPool] | None = None,
                progress: Progress = _silent) -> dict[str, Any]:
     """Lock the environment, prove the plan still holds, then walk it. Nothing changes before
-    the lock is held and every check passed."""
+    the lock is held and every check passed; no step starts unless the lease still holds."""
     pool_for = pool_for or (lambda state: ProviderPool(state.catalog.with_timeouts(options.timeouts)))
     digest = _digest(plan)
     job_id = options.job_id or new_job_id()
-    held, taken_over = env_lock.acquire(options.state_dir, plan_scope(plan), job_id)
+    backend = options.backend()
+    grant = backend.acquire_lock(plan_scope(plan), job_id, options.lease_seconds)
+    taken_over = grant.taken_over
     pool: ProviderPool | None = None
     try:
-        resume = Resume(options.state_dir, digest)
-        _refuse_completed(plan, resume, options)
-        state, pool, _ = check_trust(plan, options, pool_for, resume, progress)
-        job = Job.create(options.state_dir, plan_digest=digest, plan_file=options.plan_file,
-                         environment=plan.environment.name if plan.environment else None, dry_run=options.dry_run,
-                         nodes=[n.id for n in plan.nodes], job_id=job_id)
-        if taken_over:
-            job.log(f"took over lock {taken_over.get('lockId')} abandoned by job {taken_over.get('jobId')} "
-                    f"(pid {taken_over.get('pid')} is gone)")
-        return _walk(plan, state, options, pool, job, resume, progress, taken_over, digest)
+        with Lease(backend, grant, options.lease_seconds) as lease:
+            resume = backend.resume(digest)
+            _refuse_completed(plan, resume, options)
+            state, pool, _ = check_trust(plan, options, pool_for, resume, progress)
+            lease.fence()
+            job = backend.create_job(plan_digest=digest, plan_file=options.plan_file,
+                                     environment=plan.environment.name if plan.environment else None,
+                                     dry_run=options.dry_run, nodes=[n.id for n in plan.nodes], job_id=job_id,
+                                     lock=grant)
+            if taken_over:
+                job.log(f"took over lock {taken_over.get('lockId')} abandoned by job {taken_over.get('jobId')} "
+                        f"({_why_abandoned(taken_over)})")
+            return _walk(plan, state, options, pool, job, resume, progress, taken_over, digest, lease)
     finally:
         if pool is not None:
             pool.close()
-        env_lock.release(options.state_dir, plan_scope(plan), held["lockId"], strict=False)
+        try:
+            backend.release_lock(plan_scope(plan), grant.lock_id, strict=False)
+        except StateUnavailable:
+            pass  # the lease runs out on its own; the error that got us here is the one to report
 
 
-def _refuse_completed(plan: Plan, resume: Resume, options: ApplyOptions) -> None:
+def _why_abandoned(lock: Mapping[str, Any]) -> str:
+    if lock.get("expiresAt"):
+        return f"its lease expired at {lock['expiresAt']}"
+    return f"pid {lock.get('pid')} is gone"
+
+
+def _refuse_completed(plan: Plan, resume: ResumeRecord, options: ApplyOptions) -> None:
     """A plan whose every node was applied and verified is spent: its observations are history."""
     if options.dry_run or not plan.nodes or not {n.id for n in plan.nodes} <= resume.done:
         return
     raise PlanStale("this plan was already applied completely; make a new plan to compare with what runs now",
-                    path=str(resume.path))
+                    path=resume.location)
 
 
-def _walk(plan: Plan, state: DesiredState, options: ApplyOptions, pool: ProviderPool, job: Job, resume: Resume,
-          progress: Progress, taken_over: Mapping[str, Any] | None, digest: str) -> dict[str, Any]:
+def _walk(plan: Plan, state: DesiredState, options: ApplyOptions, pool: ProviderPool, job: JobRecord,
+          resume: ResumeRecord, progress: Progress, taken_over: Mapping[str, Any] | None, digest: str,
+          lease: Lease) -> dict[str, Any]:
     by_id = {n.id: n for n in plan.nodes}
     done = set() if options.dry_run else resume.done & set(by_id)
     for n in sorted(done):
@@ -240,9 +216,17 @@ def _walk(plan: Plan, state: DesiredState, options: ApplyOptions, pool: Provider
     job.log(f"apply {'(dry run) ' if options.dry_run else ''}of plan {digest[:19]}: {len(by_id)} nodes, "
             f"{len(done)} already done")
 
+    unavailable: list[tuple[str, StateUnavailable]] = []  # fences that could not reach the backend
+
     def run(node_id: str) -> None:
         node = by_id[node_id]
         where = f"{node.provider}@{node.host or '-'}"
+        if not options.dry_run:
+            try:
+                _fence(lease, job, node_id, progress)
+            except StateUnavailable as exc:
+                unavailable.append((node_id, exc))
+                raise
         job.node(node_id, "running")
         job.log(f"start {node_id} ({where})")
         progress(f"{node_id}: running ({where})")
@@ -252,7 +236,7 @@ def _walk(plan: Plan, state: DesiredState, options: ApplyOptions, pool: Provider
         try:
             result = provider.execute(request)
             if result.ok and not options.dry_run:  # recorded before the node counts as done
-                resume.record(node, _runtime_after(pool, state, node))
+                resume.record(node.id, node.service, _runtime_after(pool, state, node))
         except Exception as exc:  # a provider bug must still leave an honest job record
             message = exc.message if isinstance(exc, UdeployError) else f"{type(exc).__name__}: {exc}"
             job.node(node_id, "failed", message=message)
@@ -269,6 +253,8 @@ def _walk(plan: Plan, state: DesiredState, options: ApplyOptions, pool: Provider
         progress(f"{node_id}: {'would do' if options.dry_run else 'done'}: {result.message}")
 
     result = graph_of(plan).walk(run, parallelism=options.parallelism, done=done)
+    if unavailable:
+        _stopped_by_outage(unavailable, result.outcomes, job)
     for node_id, outcome in result.outcomes.items():
         if outcome is NodeOutcome.SKIPPED:
             job.node(node_id, "skipped", message=result.errors.get(node_id, ""))
@@ -290,6 +276,39 @@ def _walk(plan: Plan, state: DesiredState, options: ApplyOptions, pool: Provider
     job.finish(job_state, summary)
     job.log(f"job {job_state}")
     return summary
+
+
+def _stopped_by_outage(unavailable: list[tuple[str, StateUnavailable]], outcomes: Mapping[str, NodeOutcome],
+                       job: JobRecord) -> None:
+    """The state backend stopped answering: the walk started nothing after that. Say so, and leave
+    what the backend can still take (it may be back already); what it cannot take, the lease
+    expiry tells `job status` (the job shows as died)."""
+    first, exc = unavailable[0]
+    succeeded = sorted(n for n, o in outcomes.items() if o is NodeOutcome.SUCCEEDED)
+    message = (f"the state backend stopped answering mid-apply ({exc.message}); stopped before {first}; "
+               f"{len(succeeded)} node(s) had succeeded and are recorded for resume: re-run the same plan "
+               "when the backend is back")
+    try:
+        job.log(f"stopped: state-unavailable: {message}")
+        job.finish("failed", {"error": {"code": exc.code, "message": message}})
+    except StateUnavailable:
+        pass
+    raise StateUnavailable(message, path=first, details={"stoppedBefore": first, "succeeded": succeeded})
+
+
+def _fence(lease: Lease, job: JobRecord, node_id: str, progress: Progress) -> None:
+    """Before a mutating step: stop unless this apply still holds its lease. A lost lease is
+    written to the job (the backend answers); an unreachable backend cannot take the record."""
+    try:
+        lease.fence()
+    except LeaseLost as exc:
+        job.node(node_id, "failed", message=f"not started: {exc.message}")
+        job.log(f"stopped before {node_id}: {exc.code}: {exc.message}")
+        progress(f"{node_id}: NOT STARTED: {exc.message}")
+        raise
+    except StateUnavailable as exc:
+        progress(f"{node_id}: NOT STARTED: {exc.message}")
+        raise
 
 
 SUCCESS_LOG_LINES = 60  # a succeeded step's evidence lines (B3's target_* lines) stay in the job log

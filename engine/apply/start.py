@@ -15,6 +15,7 @@ import attrs
 from udeploy.engine.apply.detach import detach
 from udeploy.engine.apply.refusal import record_refusal, refuse_policy
 from udeploy.engine.apply.run import ApplyOptions, Progress, apply_plan, plan_scope
+from udeploy.engine.apply.state import lease_seconds, open_state
 from udeploy.engine.errors import UdeployError
 from udeploy.engine.load.desired import Request
 from udeploy.engine.load.timeouts import Timeouts
@@ -33,6 +34,7 @@ class StartApply:
     detach: bool = False
     job_id: str | None = None  # set by a detached parent that already printed it
     timeouts: Timeouts = attrs.field(factory=Timeouts)  # --timeout, over config.json's
+    state_url: str | None = None  # --state-url: a shared state backend instead of state_dir
 
 
 def start_apply(cmd: StartApply, progress: Progress) -> dict[str, Any]:
@@ -48,14 +50,19 @@ def start_apply(cmd: StartApply, progress: Progress) -> dict[str, Any]:
         plan, path = read_plan(cmd.source), cmd.source
     if cmd.detach:
         return detach(plan, path, cmd.state_dir, cmd.checkout, cmd.dry_run, cmd.parallelism,
-                      cmd.timeouts.cli_args())
-    options = ApplyOptions(state_dir=cmd.state_dir, checkout=cmd.checkout, parallelism=cmd.parallelism,
-                           dry_run=cmd.dry_run, plan_file=str(path) if path else None, job_id=cmd.job_id,
-                           timeouts=cmd.timeouts)
-    progress(f"applying {len(plan.nodes)} nodes in {plan_scope(plan)}{' (dry run)' if cmd.dry_run else ''}")
+                      cmd.timeouts.cli_args(), state_url=cmd.state_url)
+    state = open_state(cmd.state_dir, cmd.state_url)
     try:
-        return apply_plan(plan, options, progress=progress)
-    except UdeployError as exc:
-        if cmd.job_id:  # a detached child: leave the refusal where `job status` looks
-            record_refusal(cmd.state_dir, cmd.job_id, plan, exc)
-        raise
+        options = ApplyOptions(state_dir=cmd.state_dir, checkout=cmd.checkout, parallelism=cmd.parallelism,
+                               dry_run=cmd.dry_run, plan_file=str(path) if path else None, job_id=cmd.job_id,
+                               timeouts=cmd.timeouts, state=state, lease_seconds=lease_seconds())
+        progress(f"applying {len(plan.nodes)} nodes in {plan_scope(plan)}{' (dry run)' if cmd.dry_run else ''}"
+                 f" (state: {state.location})")
+        try:
+            return apply_plan(plan, options, progress=progress)
+        except UdeployError as exc:
+            if cmd.job_id and exc.code != "state-unavailable":  # a detached child: leave it for `job status`
+                record_refusal(state, cmd.job_id, plan, exc)
+            raise
+    finally:
+        state.close()

@@ -7,15 +7,17 @@ the job in the background; `job status` follows it.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
 from udeploy.engine.apply.job_status import TAIL_BYTES_MAX, job_status_doc
-from udeploy.engine.apply.jobs import check_job_id, default_state_dir, list_jobs
-from udeploy.engine.apply.lock import read_lock, release
+from udeploy.engine.apply.jobs import check_job_id, default_state_dir
 from udeploy.engine.apply.start import StartApply, start_apply
+from udeploy.engine.apply.state import open_state
 from udeploy.engine.cli.common import (
     CommitOpt,
     EnvOpt,
@@ -36,9 +38,14 @@ from udeploy.engine.errors import ExitCode, UsageError
 from udeploy.engine.load.desired import Request
 from udeploy.engine.load.source import DEFAULT_REF
 from udeploy.engine.load.timeouts import from_cli
+from udeploy.engine.state_api import StateBackend
 
 StateOpt = Annotated[Path | None, typer.Option("--state-dir", help="Where jobs and locks live (default .state, "
                                                "or $UDEPLOY_STATE_DIR).")]
+StateUrlOpt = Annotated[str | None, typer.Option("--state-url", envvar="UDEPLOY_STATE_URL", show_default=False,
+                                                 help="A shared state backend (postgresql://user@host/db; the "
+                                                 "password from PGPASSFILE or PGPASSWORD) for locks, jobs and "
+                                                 "resume records instead of --state-dir (docs/state.md).")]
 ApplyParallelOpt = Annotated[int, typer.Option("--parallelism", min=1, help="Nodes run at once (default 10).",
                                                envvar="UDEPLOY_PARALLELISM")]
 
@@ -58,7 +65,7 @@ def apply(
                                           "change nothing.")] = False,
     detach: Annotated[bool, typer.Option("--detach", help="Print the job id and run the job in the "
                                          "background.")] = False,
-    parallelism: ApplyParallelOpt = 10, state_dir: StateOpt = None,
+    parallelism: ApplyParallelOpt = 10, state_dir: StateOpt = None, state_url: StateUrlOpt = None,
     job_id: Annotated[str | None, typer.Option("--job-id", hidden=True)] = None,
     timeout: TimeoutOpt = None, verbose: VerboseOpt = False,
 ) -> None:
@@ -76,7 +83,8 @@ def apply(
             env=env, file=file, services=tuple(service or ()), commit=commit, checkout=repo, ref=ref)
         result = start_apply(StartApply(source=source, state_dir=state_dir or default_state_dir(), checkout=repo,
                                         force=force, parallelism=parallelism, dry_run=dry_run, detach=detach,
-                                        job_id=job_id, timeouts=from_cli(timeout or ())), progress)
+                                        job_id=job_id, timeouts=from_cli(timeout or ()), state_url=state_url),
+                             progress)
         emit(result)
         return int(ExitCode.OK) if result["state"] in ("succeeded", "started") else int(ExitCode.ERROR)
 
@@ -88,26 +96,38 @@ def job_status(
     job: Annotated[str, typer.Argument(help="The job id apply printed.")],
     tail_bytes: Annotated[int, typer.Option("--tail-bytes", min=0, max=TAIL_BYTES_MAX,
                                             help="How much of the log's end to include (at most 1 MiB).")] = 4096,
-    state_dir: StateOpt = None,
+    state_dir: StateOpt = None, state_url: StateUrlOpt = None,
 ) -> None:
     """A job's state, per-node progress and a bounded tail of its log."""
 
     def run() -> int:
-        emit(job_status_doc(state_dir or default_state_dir(), check_job_id(job, "JOB"), tail_bytes))
+        where = state_dir or default_state_dir()
+        with _backend(where, state_url) as backend:
+            emit(job_status_doc(where, check_job_id(job, "JOB"), tail_bytes, backend))
         return 0
 
     guarded(run)
 
 
 @job_app.command("list")
-def job_list(state_dir: StateOpt = None) -> None:
-    """Every job under the state directory, oldest first; an unreadable one is listed as such."""
+def job_list(state_dir: StateOpt = None, state_url: StateUrlOpt = None) -> None:
+    """Every job in the state directory (or backend), oldest first; an unreadable one is listed as such."""
 
     def run() -> int:
-        emit({"jobs": list_jobs(state_dir or default_state_dir())})
+        with _backend(state_dir or default_state_dir(), state_url) as backend:
+            emit({"jobs": backend.list_jobs()})
         return 0
 
     guarded(run)
+
+
+@contextmanager
+def _backend(state_dir: Path, state_url: str | None) -> Iterator[StateBackend]:
+    backend = open_state(state_dir, state_url)
+    try:
+        yield backend
+    finally:
+        backend.close()
 
 
 LOCK_ENVS = ("dev", "prod", "local-manifest")
@@ -121,13 +141,14 @@ def lock_scope(env: str) -> str:
 
 
 @lock_app.command("status")
-def lock_status(env: LockEnvOpt = "dev", state_dir: StateOpt = None) -> None:
+def lock_status(env: LockEnvOpt = "dev", state_dir: StateOpt = None, state_url: StateUrlOpt = None) -> None:
     """Who holds the apply lock of an environment, and whether that process is still alive. A lock
     file udeploy cannot read shows `unreadable: true`: it counts as held."""
 
     def run() -> int:
         scope = lock_scope(env)
-        emit({"scope": scope, "lock": read_lock(state_dir or default_state_dir(), scope)})
+        with _backend(state_dir or default_state_dir(), state_url) as backend:
+            emit({"scope": scope, "lock": backend.read_lock(scope)})
         return 0
 
     guarded(run)
@@ -139,13 +160,14 @@ def lock_release(
                                          "nobody releases a lock they have not looked at (an unreadable "
                                          "lock shows a stand-in id, unreadable-...).")],
     env: LockEnvOpt = "dev",
-    state_dir: StateOpt = None,
+    state_dir: StateOpt = None, state_url: StateUrlOpt = None,
 ) -> None:
     """Force-release an environment's apply lock (for a holder that is gone)."""
 
     def run() -> int:
         scope = lock_scope(env)
-        release(state_dir or default_state_dir(), scope, lock_id)
+        with _backend(state_dir or default_state_dir(), state_url) as backend:
+            backend.release_lock(scope, lock_id)
         emit({"scope": scope, "released": lock_id})
         return 0
 
