@@ -218,15 +218,11 @@ def _walk(plan: Plan, state: DesiredState, options: ApplyOptions, pool: Provider
 
     unavailable: list[tuple[str, StateUnavailable]] = []  # fences that could not reach the backend
 
-    def run(node_id: str) -> None:
+    def run_node(node_id: str) -> None:
         node = by_id[node_id]
         where = f"{node.provider}@{node.host or '-'}"
         if not options.dry_run:
-            try:
-                _fence(lease, job, node_id, progress)
-            except StateUnavailable as exc:
-                unavailable.append((node_id, exc))
-                raise
+            _fence(lease, job, node_id, progress)
         job.node(node_id, "running")
         job.log(f"start {node_id} ({where})")
         progress(f"{node_id}: running ({where})")
@@ -251,6 +247,15 @@ def _walk(plan: Plan, state: DesiredState, options: ApplyOptions, pool: Provider
         job.node(node_id, "succeeded", message=result.message)
         job.log(f"done {node_id}: {result.message}" + _output_tail(result.facts, lines=SUCCESS_LOG_LINES))
         progress(f"{node_id}: {'would do' if options.dry_run else 'done'}: {result.message}")
+
+    def run(node_id: str) -> None:
+        try:
+            if unavailable:  # even if the backend is back: this walk's records have a gap, stop
+                raise unavailable[0][1]
+            run_node(node_id)
+        except StateUnavailable as exc:  # the backend went away: the walk starts nothing more
+            unavailable.append((node_id, exc))
+            raise
 
     result = graph_of(plan).walk(run, parallelism=options.parallelism, done=done)
     if unavailable:
@@ -285,7 +290,7 @@ def _stopped_by_outage(unavailable: list[tuple[str, StateUnavailable]], outcomes
     expiry tells `job status` (the job shows as died)."""
     first, exc = unavailable[0]
     succeeded = sorted(n for n, o in outcomes.items() if o is NodeOutcome.SUCCEEDED)
-    message = (f"the state backend stopped answering mid-apply ({exc.message}); stopped before {first}; "
+    message = (f"the state backend stopped answering mid-apply ({exc.message}); stopped at {first}; "
                f"{len(succeeded)} node(s) had succeeded and are recorded for resume: re-run the same plan "
                "when the backend is back")
     try:
