@@ -1,6 +1,7 @@
 """Apply: re-check that a saved plan can still be trusted (digest, lock, manifest ref, observed
 fingerprints, guardrails), walk its DAG through the providers, and keep the job records, the
-environment lock and the resume records under the state directory.
+environment lock and the resume records in a state backend (`engine/state_api.py`): the local
+directory (`state`), or a shared one named by `--state-url`; `lease` renews and fences the lock.
 
 `start` is `udeploy apply` as one call (a saved plan, or plan-then-apply in one step); `refusal`
 turns what policy stops into a refusal naming its rule; `detach` runs an apply in a child process;
