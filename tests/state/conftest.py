@@ -60,12 +60,17 @@ def _admin(layout: dict[str, Any]) -> psycopg.Connection[Any]:
 
 
 @pytest.fixture
-def state_url(lab_postgres: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
-    """A fresh database on the lab's server, as a password-less URL (libpq reads PGPASSFILE)."""
-    name = "t_" + secrets.token_hex(6)
+def state_env(lab_postgres: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    """PGPASSFILE, and a PYTHONPATH that runs this worktree (with the entry point) in subprocesses."""
     monkeypatch.setenv("PGPASSFILE", lab_postgres["passfile"])
     shim = _entry_point_path()
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), *([shim] if shim else [])]))
+
+
+@pytest.fixture
+def state_url(lab_postgres: dict[str, Any], state_env: None) -> Iterator[str]:
+    """A fresh database on the lab's server, as a password-less URL (libpq reads PGPASSFILE)."""
+    name = "t_" + secrets.token_hex(6)
     with _admin(lab_postgres) as conn:
         conn.execute(f"CREATE DATABASE {name}")
     url = lab_postgres["url"].rsplit("/", 1)[0] + "/" + name
@@ -136,7 +141,7 @@ class PrivateCluster:
 
 
 @pytest.fixture
-def private_cluster(lab_postgres: dict[str, Any]) -> Iterator[PrivateCluster]:
+def private_cluster(lab_postgres: dict[str, Any], state_env: None) -> Iterator[PrivateCluster]:
     root = Path(tempfile.mkdtemp(prefix="udeploy-pg-"))
     shutil.chown(root, "postgres", "postgres")
     with socket_port() as port:
