@@ -2,8 +2,7 @@
 
 Each test gets a database of its own on the lab's server (dropped afterwards), so tests never
 see each other's locks or jobs. The password comes from the lab's pgpass file (PGPASSFILE), never
-from the URL. A `udeploy` subprocess gets this worktree on PYTHONPATH, and, while the installed
-metadata predates the `udeploy.state` entry-point group, a small dist-info that registers it.
+from the URL. A `udeploy` subprocess gets this checkout on PYTHONPATH.
 """
 
 from __future__ import annotations
@@ -17,7 +16,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
@@ -29,23 +27,6 @@ from tests.apply.conftest import Lab, lab  # noqa: F401  (the fixture, reused)
 from tests.conftest import lab_command, require_lab
 
 REPO = Path(__file__).resolve().parents[2]
-SHIM = Path(tempfile.gettempdir()) / "udeploy-state-entry-points"
-
-
-def _entry_point_path() -> str | None:
-    """A path that registers `udeploy.state` when the installed metadata does not (yet)."""
-    if str(SHIM) in sys.path:
-        return str(SHIM)
-    if any(ep.name == "postgresql" for ep in entry_points(group="udeploy.state")):
-        return None
-    info = SHIM / "udeploy_state_entry_points-0.dist-info"
-    info.mkdir(parents=True, exist_ok=True)
-    (info / "METADATA").write_text("Metadata-Version: 2.1\nName: udeploy-state-entry-points\nVersion: 0\n")
-    (info / "entry_points.txt").write_text("[udeploy.state]\npostgresql = udeploy.providers.state_postgres:"
-                                           "PostgresState\n")
-    if str(SHIM) not in sys.path:
-        sys.path.append(str(SHIM))
-    return str(SHIM)
 
 
 @pytest.fixture(scope="session")
@@ -61,10 +42,9 @@ def _admin(layout: dict[str, Any]) -> psycopg.Connection[Any]:
 
 @pytest.fixture
 def state_env(lab_postgres: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
-    """PGPASSFILE, and a PYTHONPATH that runs this worktree (with the entry point) in subprocesses."""
+    """PGPASSFILE, and a PYTHONPATH that runs this checkout in subprocesses."""
     monkeypatch.setenv("PGPASSFILE", lab_postgres["passfile"])
-    shim = _entry_point_path()
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(REPO), *([shim] if shim else [])]))
+    monkeypatch.setenv("PYTHONPATH", str(REPO))
 
 
 @pytest.fixture
