@@ -202,10 +202,9 @@ class Watch:
         self.registry.start()
 
     def stop(self) -> dict[str, Any]:
-        seen = self.engines.stop()
-        seen["api"] = {**{f"k8s {k}": v for k, v in self.kube.stop().items()},
-                       **{f"registry {k}": v for k, v in self.registry.stop().items()}}
-        return seen
+        api = {**{f"k8s {k}": v for k, v in self.kube.stop().items()},  # before the watch's own reads
+               **{f"registry {k}": v for k, v in self.registry.stop().items()}}
+        return {**self.engines.stop(), "api": api}
 
 
 def watch(bench: BenchFleet) -> Watch:

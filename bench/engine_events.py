@@ -58,8 +58,8 @@ class EngineWatch:
             api = docker.APIClient(base_url=url, version="1.41", timeout=60)
             try:
                 for e in api.events(since=int(self._since), until=int(until) + 1, decode=True):
-                    if e.get("time", 0) < int(self._since):
-                        continue
+                    if e.get("timeNano", e.get("time", 0) * 1e9) / 1e9 < self._since:
+                        continue  # `since` is whole seconds: what came just before the window is dropped
                     key = self._docker_key(e)
                     if key:
                         counts[f"{host} {key}"] += 1
