@@ -15,7 +15,6 @@ import typer
 from udeploy.engine.apply.job_status import TAIL_BYTES_MAX, job_status_doc
 from udeploy.engine.apply.jobs import check_job_id, default_state_dir, list_jobs
 from udeploy.engine.apply.lock import read_lock, release
-from udeploy.engine.apply.start import StartApply, start_apply
 from udeploy.engine.cli.common import (
     CommitOpt,
     EnvOpt,
@@ -60,6 +59,8 @@ def apply(
     """Apply a saved plan exactly, or plan and apply in one step; print the job result as JSON."""
 
     def run() -> int:
+        from udeploy.engine.apply.start import StartApply, start_apply  # the walk and its clients: apply only
+
         if job_id is not None:
             check_job_id(job_id, "--job-id")
         if plan_file is not None and (env or file or service or commit or force):

@@ -12,7 +12,6 @@ from typing import Annotated
 
 import typer
 
-from udeploy.engine.checks.live import check_live
 from udeploy.engine.cli.common import (
     CommitOpt,
     EnvOpt,
@@ -94,6 +93,8 @@ def check(
     sandbox image, E5 Code Queue diagnostics); change nothing. Exit 2 when anything differs or fails (O5)."""
 
     def run() -> int:
+        from udeploy.engine.checks.live import check_live  # the runtime checks' clients: check only
+
         request = Request(env=env, file=file, services=tuple(service or ()), checkout=repo, ref=ref)
         doc = check_live(request, parallelism)
         emit(doc)
