@@ -18,6 +18,7 @@ import os
 import re
 import subprocess
 import threading
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ class GitProvider:
 
     cache_dir: Path = attrs.field(factory=default_cache_dir, converter=Path)
     _fetched: dict[str, git.Repo] = attrs.field(factory=dict, init=False)
+    _batches: dict[str, BlobBatch] = attrs.field(factory=dict, init=False)
     _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
 
     name = "git"
@@ -116,8 +118,17 @@ class GitProvider:
             raise GitError(f"remote ref {ref} does not exist in {redact_url(url)}", path=ref) from exc
 
     def read(self, url: str, commit: str, path: str) -> SourceFile:
-        """The file at `path` in `commit`, read from git objects."""
+        """The file at `path` in `commit`, read from git objects.
+
+        Through the mirror's one `git cat-file --batch` (a fleet's plan reads hundreds of files); what
+        it does not answer with a blob (a missing path, a tree, a path the line protocol cannot carry)
+        takes the two-command path below, so those errors read exactly as they always have.
+        """
         repo = self.mirror(url)
+        found = self._batch(repo).blob(commit, path)
+        if found is not None:
+            blob_sha, data = found
+            return SourceFile(path=path, data=data, blob_sha=blob_sha, commit=commit)
         try:
             blob_sha = repo.git.rev_parse("--verify", "--quiet", f"{commit}:{path}")
         except git.GitCommandError as exc:
@@ -125,6 +136,13 @@ class GitProvider:
         data = subprocess.run(["git", "-C", repo.git_dir, "cat-file", "blob", blob_sha],
                               check=True, capture_output=True).stdout
         return SourceFile(path=path, data=data, blob_sha=blob_sha, commit=commit)
+
+    def _batch(self, repo: git.Repo) -> BlobBatch:
+        with self._lock:
+            git_dir = str(repo.git_dir)
+            if git_dir not in self._batches:
+                self._batches[git_dir] = BlobBatch(git_dir)
+            return self._batches[git_dir]
 
     def archive(self, url: str, commit: str, prefix: str | None = None) -> bytes:
         """`git archive` (tar) of the tracked files at `commit`, optionally only under `prefix` (B1)."""
@@ -136,6 +154,47 @@ class GitProvider:
         if proc.returncode != 0:
             raise GitError(f"git archive {commit[:12]} failed: {proc.stderr.decode().strip()}", path=redact_url(url))
         return proc.stdout
+
+
+BATCH_HEADER = re.compile(rb"([0-9a-f]{40}|[0-9a-f]{64}) ([a-z]+) ([0-9]+)\n")
+
+
+class BlobBatch:
+    """One long-lived `git cat-file --batch` on a mirror: a request is a `<commit>:<path>` line, the
+    answer a header line and the object. Reads from several threads take turns (one pipe)."""
+
+    def __init__(self, git_dir: str) -> None:
+        self._proc = subprocess.Popen(["git", "-C", git_dir, "cat-file", "--batch"],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self._lock = threading.Lock()
+        weakref.finalize(self, _end_batch, self._proc)  # stdin closed: git exits; reap it
+
+    def blob(self, commit: str, path: str) -> tuple[str, bytes] | None:
+        """(blob SHA, content) of `path` at `commit`; None when the answer is anything but a blob."""
+        if "\n" in path or "\0" in path or path.startswith(("./", "../")) or not FULL_SHA.fullmatch(commit):
+            return None  # one line per request; relative paths and short SHAs mean other things to git
+        stdin, stdout = self._proc.stdin, self._proc.stdout
+        assert stdin is not None and stdout is not None
+        with self._lock:
+            try:
+                stdin.write(f"{commit}:{path}\n".encode())
+                stdin.flush()
+            except (BrokenPipeError, ValueError):
+                return None
+            header = BATCH_HEADER.fullmatch(stdout.readline())
+            if header is None:  # "<request> missing" or "... ambiguous": nothing follows
+                return None
+            data = stdout.read(int(header[3]))
+            stdout.read(1)  # the newline after every object
+        return (header[1].decode(), data) if header[2] == b"blob" else None
+
+
+def _end_batch(proc: subprocess.Popen[bytes]) -> None:
+    if proc.stdin is not None:
+        proc.stdin.close()
+    proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
 
 
 def _disambiguate(repo: git.Repo, prefix: str) -> list[str]:
