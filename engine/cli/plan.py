@@ -36,7 +36,7 @@ from udeploy.engine.load.source import DEFAULT_REF
 from udeploy.engine.plan import render
 from udeploy.engine.plan.guardrails import REGISTRY
 from udeploy.engine.plan.model import Plan
-from udeploy.engine.plan.planfile import read_plan, to_document, write_plan
+from udeploy.engine.plan.planfile import encode, read_plan, save, to_document
 from udeploy.engine.plan.planner import PlanOptions, make_plan
 from udeploy.engine.plan.render import GITHUB_COMMENT_LIMIT
 
@@ -71,14 +71,12 @@ def plan(
                           checkout=repo, ref=ref)
         progress("planning" + (" (reading live state)" if refresh else " offline (--no-refresh)"))
         planned = make_plan(request, PlanOptions(refresh=refresh, force=force, parallelism=parallelism))
-        doc = write_plan(planned.plan, out) if out else to_document(planned.plan)
+        text = encode(to_document(planned.plan)) if out or fmt == "json" else ""
         if out:
+            save(text, out)
             progress(f"plan written to {out}; apply it with `udeploy apply {out}`")
         human = _human(planned.plan, fmt)
-        if human is None:
-            emit(doc)
-        else:
-            sys.stdout.write(human)
+        sys.stdout.write(text if human is None else human)  # the file's text is the JSON `emit` would print
         return int(ExitCode.CHANGES) if detailed_exitcode and planned.plan.has_changes else int(ExitCode.OK)
 
     guarded(run)
