@@ -13,7 +13,7 @@ from tests.sample_repo import SampleRepo
 from udeploy.engine.errors import GitError
 from udeploy.providers.git import GitProvider
 
-FILES = ("deploy.json", "config.json", "CI.json", "README.md")
+ROOT_FILES = ("deploy.json", "config.json", "CI.json", "README.md")
 
 
 def _git(sample: SampleRepo, *args: str) -> bytes:
@@ -31,19 +31,22 @@ def test_reads_match_git_and_share_one_cat_file_process(sample: SampleRepo, tmp_
         started.append(args)
         return real_popen(args, *rest, **kwargs)
 
+    nested = [p for p in _git(sample, "ls-tree", "-r", "--name-only", commit).decode().splitlines() if "/" in p]
+    files = [*ROOT_FILES, *nested[:3], *nested[-3:]]  # files in subdirectories go through their directory's listing
     monkeypatch.setattr(subprocess, "Popen", counting_popen)
     for _ in range(3):
-        for path in FILES:
+        for path in files:
             got = provider.read(sample.url, commit, path)
             blob = _git(sample, "rev-parse", f"{commit}:{path}").decode().strip()
             assert (got.path, got.commit, got.blob_sha) == (path, commit, blob)
             assert got.data == _git(sample, "cat-file", "blob", blob)
     cat_files = [args for args in started if "cat-file" in args]
     assert sum("--batch" in args for args in cat_files) == 1
-    assert len(cat_files) == 1 + 3 * len(FILES)  # the batch, and this test's own `git cat-file blob`s
+    assert len(cat_files) == 1 + 3 * len(files)  # the batch, and this test's own `git cat-file blob`s
 
 
-@pytest.mark.parametrize("path", ["no-such-file.json", "deploy.json\nREADME.md", "./deploy.json"])
+@pytest.mark.parametrize("path", ["no-such-file.json", "deploy.json\nREADME.md", "./deploy.json", "deploy/no-such-file",
+                                  "no-such-dir/deploy.json", "deploy//compose", "src/../deploy.json"])
 def test_what_is_not_a_blob_fails_as_before(sample: SampleRepo, tmp_path: Path, path: str) -> None:
     provider = GitProvider(cache_dir=tmp_path / "cache")
     commit = provider.ref_commit(sample.url, "origin/master")
