@@ -3,6 +3,7 @@ boundary that turns click's own usage errors into the JSON error every refusal u
 
 from __future__ import annotations
 
+import gc
 import sys
 from typing import Any
 
@@ -20,6 +21,9 @@ CLICK_USAGE_ERROR: type[Exception] = next(c for c in typer.BadParameter.__mro__ 
 def main() -> None:
     """The console script. Click's own usage errors (a missing argument, an unknown option) become
     the same JSON error as every other refusal, with exit 1: exit 2 means "changes present"."""
+    # What the imports built lives until exit: the cyclic collector need not walk it again on each
+    # full collection while a fleet's plan builds its own objects (~10% of an offline plan's CPU).
+    gc.freeze()
     try:
         code = app(standalone_mode=False)
     except CLICK_USAGE_ERROR as exc:
