@@ -9,10 +9,7 @@ import os
 from functools import cache
 from importlib import metadata, resources
 from pathlib import Path
-from typing import Any
-
-import jsonschema
-from jsonschema.exceptions import best_match
+from typing import TYPE_CHECKING, Any
 
 from udeploy.engine.errors import InputTooLarge, ManifestInvalid, UdeployError
 from udeploy.engine.load.input_files import MAX_MANIFEST_BYTES
@@ -21,9 +18,14 @@ from udeploy.engine.load.input_files import MAX_MANIFEST_BYTES
 # fewer than 12 levels; deeper input would only exhaust the recursion of the validators after us.
 MAX_JSON_DEPTH = 64
 
+if TYPE_CHECKING:  # jsonschema is imported where a check runs: a remembered document needs none
+    import jsonschema
+
 
 @cache
 def validator(name: str) -> jsonschema.Draft202012Validator:
+    import jsonschema
+
     return jsonschema.Draft202012Validator(json.loads(_schema_text(name)))
 
 
@@ -123,6 +125,8 @@ def check(doc: Any, schema: str, source: str) -> None:
 
     A `oneOf`/`anyOf` violation is reported as its most relevant branch's when one stands out
     (jsonschema's `best_match`), so the path names the field at fault, not the union holding it."""
+    from jsonschema.exceptions import best_match
+
     errors = sorted((best_match([e]) for e in validator(schema).iter_errors(doc)), key=lambda e: list(e.absolute_path))
     if not errors:
         return
