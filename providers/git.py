@@ -18,6 +18,7 @@ import os
 import re
 import subprocess
 import threading
+import weakref
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +48,7 @@ class GitProvider:
 
     cache_dir: Path = attrs.field(factory=default_cache_dir, converter=Path)
     _fetched: dict[str, git.Repo] = attrs.field(factory=dict, init=False)
+    _batches: dict[str, BlobBatch] = attrs.field(factory=dict, init=False)
     _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
 
     name = "git"
@@ -116,8 +118,17 @@ class GitProvider:
             raise GitError(f"remote ref {ref} does not exist in {redact_url(url)}", path=ref) from exc
 
     def read(self, url: str, commit: str, path: str) -> SourceFile:
-        """The file at `path` in `commit`, read from git objects."""
+        """The file at `path` in `commit`, read from git objects.
+
+        Through the mirror's one `git cat-file --batch` (a fleet's plan reads hundreds of files); what
+        it does not answer with a blob (a missing path, a tree, a path the line protocol cannot carry)
+        takes the two-command path below, so those errors read exactly as they always have.
+        """
         repo = self.mirror(url)
+        found = self._batch(repo).blob(commit, path)
+        if found is not None:
+            blob_sha, data = found
+            return SourceFile(path=path, data=data, blob_sha=blob_sha, commit=commit)
         try:
             blob_sha = repo.git.rev_parse("--verify", "--quiet", f"{commit}:{path}")
         except git.GitCommandError as exc:
@@ -125,6 +136,13 @@ class GitProvider:
         data = subprocess.run(["git", "-C", repo.git_dir, "cat-file", "blob", blob_sha],
                               check=True, capture_output=True).stdout
         return SourceFile(path=path, data=data, blob_sha=blob_sha, commit=commit)
+
+    def _batch(self, repo: git.Repo) -> BlobBatch:
+        with self._lock:
+            git_dir = str(repo.git_dir)
+            if git_dir not in self._batches:
+                self._batches[git_dir] = BlobBatch(git_dir)
+            return self._batches[git_dir]
 
     def archive(self, url: str, commit: str, prefix: str | None = None) -> bytes:
         """`git archive` (tar) of the tracked files at `commit`, optionally only under `prefix` (B1)."""
@@ -136,6 +154,93 @@ class GitProvider:
         if proc.returncode != 0:
             raise GitError(f"git archive {commit[:12]} failed: {proc.stderr.decode().strip()}", path=redact_url(url))
         return proc.stdout
+
+
+BATCH_HEADER = re.compile(rb"([0-9a-f]{40}|[0-9a-f]{64}) ([a-z]+) ([0-9]+)\n")
+
+
+class BlobBatch:
+    """One long-lived `git cat-file --batch` on a mirror: a request is one line (an object name), the
+    answer a header line and the object. Reads from several threads take turns (one pipe).
+
+    A file in a directory is found through the directory's listing, read once per commit: git looks
+    `<commit>:<path>` up by scanning each tree on the way, so a fleet's 3,333 manifests in one
+    directory made every lookup scan 3,333 entries (quadratic)."""
+
+    def __init__(self, git_dir: str) -> None:
+        self._proc = subprocess.Popen(["git", "-C", git_dir, "cat-file", "--batch"],
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+        self._lock = threading.Lock()
+        self._dirs: dict[tuple[str, str], dict[bytes, str] | None] = {}  # (commit, dir) -> blob name -> SHA
+        weakref.finalize(self, _end_batch, self._proc)  # stdin closed: git exits; reap it
+
+    def blob(self, commit: str, path: str) -> tuple[str, bytes] | None:
+        """(blob SHA, content) of `path` at `commit`; None when the answer is anything but a blob."""
+        if not _plain_path(path) or not FULL_SHA.fullmatch(commit):
+            return None  # one line per request; relative paths and short SHAs mean other things to git
+        folder, _, name = path.rpartition("/")
+        with self._lock:
+            if not folder:
+                return self._blob(f"{commit}:{path}")
+            if (commit, folder) not in self._dirs:
+                self._dirs[(commit, folder)] = self._listing(f"{commit}:{folder}")
+            blobs = self._dirs[(commit, folder)]
+            sha = blobs.get(name.encode()) if blobs is not None else None
+            return self._blob(sha) if sha is not None else None
+
+    def _blob(self, name: str) -> tuple[str, bytes] | None:
+        found = self._object(name)
+        return (found[0], found[2]) if found is not None and found[1] == b"blob" else None
+
+    def _listing(self, name: str) -> dict[bytes, str] | None:
+        """The blobs of a tree (files and symlinks, not subtrees or submodules), by name."""
+        found = self._object(name)
+        if found is None or found[1] != b"tree":
+            return None
+        raw, width, blobs, at = found[2], len(found[0]) // 2, {}, 0
+        while at < len(raw):  # entries: "<mode> <name>\0<binary object id>"
+            space, nul = raw.index(b" ", at), raw.index(b"\0", at)
+            mode, entry, object_id = raw[at:space], raw[space + 1:nul], raw[nul + 1:nul + 1 + width]
+            if mode not in (b"40000", b"160000"):
+                blobs[entry] = object_id.hex()
+            at = nul + 1 + width
+        return blobs
+
+    def _object(self, name: str) -> tuple[str, bytes, bytes] | None:
+        """(SHA, type, content) of one object name, or None when git has no such object."""
+        stdin, stdout = self._proc.stdin, self._proc.stdout
+        assert stdin is not None and stdout is not None
+        try:
+            stdin.write(f"{name}\n".encode())
+            stdin.flush()
+        except (BrokenPipeError, ValueError):
+            return None
+        header = BATCH_HEADER.fullmatch(stdout.readline())
+        if header is None:  # "<request> missing" or "... ambiguous": nothing follows
+            return None
+        data = stdout.read(int(header[3]))
+        stdout.read(1)  # the newline after every object
+        return header[1].decode(), header[2], data
+
+
+def _plain_path(path: str) -> bool:
+    """A path the batch reads as git would read `<commit>:<path>`: one line, no empty, `.` or `..`
+    part (git resolves those against a working directory), encodable as the bytes git stores."""
+    if "\n" in path or "\0" in path or any(part in ("", ".", "..") for part in path.split("/")):
+        return False
+    try:
+        path.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _end_batch(proc: subprocess.Popen[bytes]) -> None:
+    if proc.stdin is not None:
+        proc.stdin.close()
+    proc.wait()
+    if proc.stdout is not None:
+        proc.stdout.close()
 
 
 def _disambiguate(repo: git.Repo, prefix: str) -> list[str]:

@@ -20,6 +20,7 @@ from typer.testing import CliRunner
 
 from tests.sample_repo import SampleRepo, materialize
 from udeploy.engine.cli import app
+from udeploy.engine.load.jsonschema_check import check
 
 # The lab and provider suites' shared fixtures (`lab` layout, `require`). tests/apply defines its
 # own `lab` (a per-test slice of the lab), which pytest lets it override there.
@@ -72,7 +73,20 @@ class Cli:
             result = CliRunner().invoke(app, list(args), env=self.env, catch_exceptions=False)
         finally:
             os.chdir(old)
+        if args[:1] == ("plan",) and result.exit_code in (0, 2):
+            check_plan_schema(result.stdout)
         return CliResult(result.exit_code, result.stdout, result.stderr)
+
+
+def check_plan_schema(stdout: str) -> None:
+    """Every plan a test makes must pass the plan schema: udeploy checks it only where it reads a
+    plan (`read_plan`), not when it writes one (`engine.plan.planfile`)."""
+    try:
+        doc = json.loads(stdout)
+    except ValueError:
+        return  # --format text or markdown
+    if isinstance(doc, dict) and "formatVersion" in doc:
+        check(doc, "plan", "stdout of udeploy plan")
 
 
 def _env_for(sample: SampleRepo, cache: Path) -> dict[str, str]:

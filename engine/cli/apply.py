@@ -16,7 +16,6 @@ import typer
 
 from udeploy.engine.apply.job_status import TAIL_BYTES_MAX, job_status_doc
 from udeploy.engine.apply.jobs import check_job_id, default_state_dir
-from udeploy.engine.apply.start import StartApply, start_apply
 from udeploy.engine.apply.state import open_state
 from udeploy.engine.cli.common import (
     CommitOpt,
@@ -74,6 +73,8 @@ def apply(
         configure_logging(True)
 
     def run() -> int:
+        from udeploy.engine.apply.start import StartApply, start_apply  # the walk and its clients: apply only
+
         if job_id is not None:
             check_job_id(job_id, "--job-id")
         if plan_file is not None and (env or file or service or commit or force):

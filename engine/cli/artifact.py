@@ -7,10 +7,8 @@ from typing import Annotated
 
 import typer
 
-from udeploy.engine.ci import artifact
 from udeploy.engine.cli.common import RefOpt, RepoOpt, app, emit, guarded, progress
 from udeploy.engine.errors import ExitCode
-from udeploy.engine.load import upstream
 from udeploy.engine.load.source import DEFAULT_REF
 
 artifact_app = typer.Typer(help="CI producer: publish and inspect commit-pinned images (never deploys).",
@@ -29,6 +27,8 @@ def publish(
     <registry>/unidesk/<id>:<commit>, and print the digest and label evidence."""
 
     def run() -> int:
+        from udeploy.engine.ci import artifact
+
         progress(f"publishing {service} at {commit}{' (dry run)' if dry_run else ''}")
         result = artifact.publish(repo, service, commit, dry_run=dry_run, ref=ref)
         emit(result)
@@ -42,6 +42,8 @@ def status(repo: RepoOpt = Path("."), ref: RefOpt = DEFAULT_REF) -> None:
     """Registry reachability, and which commits pinned by deploy.json have artifacts."""
 
     def run() -> int:
+        from udeploy.engine.ci import artifact
+
         result = artifact.status(repo, ref=ref)
         emit(result)
         return int(ExitCode.ERROR) if result["status"] == "infra-blocked" else int(ExitCode.OK)
@@ -59,6 +61,8 @@ def mirror(
     <registry>/upstream/... (P10). Unreachable upstream: pending-network-verification."""
 
     def run() -> int:
+        from udeploy.engine.load import upstream
+
         result = upstream.mirror(repo, artifact_id, dry_run=dry_run, ref=ref)
         emit(result)
         return int(ExitCode.OK) if result["status"] in ("mirrored", "would-mirror") else int(ExitCode.ERROR)

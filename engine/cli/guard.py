@@ -8,7 +8,6 @@ from typing import Annotated
 import typer
 
 from udeploy.engine.cli.common import app, emit, guarded, progress
-from udeploy.engine.load.source_guard import check_code_queue_source, guard_json
 
 guard_app = typer.Typer(name="guard", no_args_is_help=True,
                         help="Guards that must pass before a rollout; each prints JSON and exits 1 when degraded.")
@@ -27,6 +26,8 @@ def code_queue_source(
     """
 
     def run() -> int:
+        from udeploy.engine.load.source_guard import check_code_queue_source, guard_json
+
         result = check_code_queue_source(root)
         if result.degraded_reason is not None:
             unread = f" ({len(result.unreadable)} unreadable paths)" if result.unreadable else ""

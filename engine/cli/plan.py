@@ -12,7 +12,6 @@ from typing import Annotated
 
 import typer
 
-from udeploy.engine.checks.live import check_live
 from udeploy.engine.cli.common import (
     CommitOpt,
     EnvOpt,
@@ -41,7 +40,7 @@ from udeploy.engine.load.timeouts import from_cli
 from udeploy.engine.plan import render
 from udeploy.engine.plan.guardrails import REGISTRY
 from udeploy.engine.plan.model import Plan
-from udeploy.engine.plan.planfile import read_plan, to_document, write_plan
+from udeploy.engine.plan.planfile import encode, read_plan, save, to_document
 from udeploy.engine.plan.planner import PlanOptions, make_plan
 from udeploy.engine.plan.render import GITHUB_COMMENT_LIMIT
 
@@ -81,15 +80,13 @@ def plan(
                           checkout=repo, ref=ref)
         progress("planning" + (" (reading live state)" if refresh else " offline (--no-refresh)"))
         planned = make_plan(request, PlanOptions(refresh=refresh, force=force, parallelism=parallelism,
-                                                       timeouts=timeouts))
-        doc = write_plan(planned.plan, out) if out else to_document(planned.plan)
+                                                 timeouts=timeouts))
+        text = encode(to_document(planned.plan)) if out or fmt == "json" else ""
         if out:
+            save(text, out)
             progress(f"plan written to {out}; apply it with `udeploy apply {out}`")
         human = _human(planned.plan, fmt)
-        if human is None:
-            emit(doc)
-        else:
-            sys.stdout.write(human)
+        sys.stdout.write(text if human is None else human)  # the file's text is the JSON `emit` would print
         return int(ExitCode.CHANGES) if detailed_exitcode and planned.plan.has_changes else int(ExitCode.OK)
 
     guarded(run)
@@ -108,6 +105,8 @@ def check(
         configure_logging(True)
 
     def run() -> int:
+        from udeploy.engine.checks.live import check_live  # the runtime checks' clients: check only
+
         request = Request(env=env, file=file, services=tuple(service or ()), checkout=repo, ref=ref)
         doc = check_live(request, parallelism, from_cli(timeout or ()))
         emit(doc)

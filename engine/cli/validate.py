@@ -11,7 +11,6 @@ from typing import Annotated
 
 import typer
 
-from udeploy.engine.checks.validate import ValidateRequest, validate, validation_json
 from udeploy.engine.cli.common import RepoOpt, app, emit, guarded, progress
 
 
@@ -36,6 +35,8 @@ def validate_command(
     """Check the k3s manifests: object schemas, dev isolation (D1-D4), ClusterIP-only (E2), db guard (D5)."""
 
     def run() -> int:
+        from udeploy.engine.checks.validate import ValidateRequest, validate, validation_json
+
         request = ValidateRequest(repo, tuple(manifest or ()), kubectl_dry_run, kubeconfig, sandbox_docker_host,
                                   skip_db_guard)
         validation = validate(request, say=progress)

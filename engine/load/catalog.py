@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 import attrs
 
-from udeploy.engine.load.jsonschema_check import check, parse_json
+from udeploy.engine.load.jsonschema_check import check_remembered, parse_json
 from udeploy.engine.load.repo_url import check_repo_url
 from udeploy.engine.load.source import Reader
 from udeploy.engine.load.timeouts import TimeoutKind, Timeouts, from_config
@@ -186,8 +186,8 @@ class Catalog:
 
 def parse_catalog(config: Any, ci: Any, *, config_source: str = "config.json",
                   ci_source: str = "CI.json") -> Catalog:
-    check(config, "config", config_source)
-    check(ci, "ci", ci_source)
+    check_remembered(config, "config", config_source)
+    check_remembered(ci, "ci", ci_source)
     registry = config["registry"]
     return Catalog(
         registry=registry["address"],

@@ -3,13 +3,13 @@ naming the JSON path at fault."""
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 from functools import cache
-from importlib import resources
-from typing import Any
-
-import jsonschema
-from jsonschema.exceptions import best_match
+from importlib import metadata, resources
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from udeploy.engine.errors import InputTooLarge, ManifestInvalid, UdeployError
 from udeploy.engine.load.input_files import MAX_MANIFEST_BYTES
@@ -18,11 +18,20 @@ from udeploy.engine.load.input_files import MAX_MANIFEST_BYTES
 # fewer than 12 levels; deeper input would only exhaust the recursion of the validators after us.
 MAX_JSON_DEPTH = 64
 
+if TYPE_CHECKING:  # jsonschema is imported where a check runs: a remembered document needs none
+    import jsonschema
+
 
 @cache
 def validator(name: str) -> jsonschema.Draft202012Validator:
-    text = resources.files("udeploy.schemas").joinpath(f"{name}.schema.json").read_text()
-    return jsonschema.Draft202012Validator(json.loads(text))
+    import jsonschema
+
+    return jsonschema.Draft202012Validator(json.loads(_schema_text(name)))
+
+
+@cache
+def _schema_text(name: str) -> str:
+    return resources.files("udeploy.schemas").joinpath(f"{name}.schema.json").read_text()
 
 
 def parse_json(data: bytes | str, source: str, *, error: type[UdeployError] = ManifestInvalid,
@@ -80,11 +89,44 @@ def _require_utf8(text: str, source: str, path: str, error: type[UdeployError]) 
                     path=f"{source}#{path.encode('utf-8', 'replace').decode()}") from None
 
 
+def check_remembered(doc: Any, schema: str, source: str) -> None:
+    """`check`, skipped for a document that passed before: same content, same schema text, same
+    jsonschema. A fleet's config.json takes longer to check than to plan from, and it changes far
+    less often than plans are made. Only passes are remembered (an empty file per document, in
+    the per-user cache beside the git mirrors), so every failure is reported in full each time."""
+    canonical = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
+    key = hashlib.sha256(b"\0".join([_validator_id(schema).encode(), canonical])).hexdigest()
+    marker = _validated_dir() / key
+    if marker.exists():
+        return
+    check(doc, schema, source)
+    try:
+        marker.parent.mkdir(parents=True, exist_ok=True)
+        marker.touch()
+    except OSError:  # an unwritable cache only costs the next run the check again
+        pass
+
+
+@cache
+def _validator_id(schema: str) -> str:
+    text = hashlib.sha256(_schema_text(schema).encode()).hexdigest()
+    return f"{schema}:{text}:jsonschema-{metadata.version('jsonschema')}"
+
+
+def _validated_dir() -> Path:
+    """Next to the git mirrors: `$UDEPLOY_CACHE_DIR/validated`, else `~/.cache/udeploy/validated`."""
+    if os.environ.get("UDEPLOY_CACHE_DIR"):
+        return Path(os.environ["UDEPLOY_CACHE_DIR"]) / "validated"
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "udeploy" / "validated"
+
+
 def check(doc: Any, schema: str, source: str) -> None:
     """Raise `ManifestInvalid` listing every violation, the first one's path as the error path.
 
     A `oneOf`/`anyOf` violation is reported as its most relevant branch's when one stands out
     (jsonschema's `best_match`), so the path names the field at fault, not the union holding it."""
+    from jsonschema.exceptions import best_match
+
     errors = sorted((best_match([e]) for e in validator(schema).iter_errors(doc)), key=lambda e: list(e.absolute_path))
     if not errors:
         return

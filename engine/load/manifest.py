@@ -12,7 +12,7 @@ import attrs
 
 from udeploy.engine.errors import ForbiddenServiceField, ManifestInvalid, UnknownEnvironment
 from udeploy.engine.load.catalog import ENVIRONMENTS
-from udeploy.engine.load.jsonschema_check import check
+from udeploy.engine.load.jsonschema_check import check_remembered
 from udeploy.engine.load.repo_url import check_repo_url
 
 # M2: what a deploy.json service entry must never say, by the category the spec names.
@@ -81,7 +81,7 @@ def parse_deploy(doc: Any, *, source: str, environment: str | None) -> DeployMan
         raise ManifestInvalid(f"{source}: schemaVersion must be 1 or 2, not {version!r}",
                               path=f"{source}#$.schemaVersion")
     _reject_forbidden_fields(doc, source)
-    check(doc, f"deploy.v{version}", source)
+    check_remembered(doc, f"deploy.v{version}", source)
     if version == 1:
         return DeployManifest(1, _entries(doc["services"], f"{source}#$.services"))
     return _select_environment(doc, source, environment)

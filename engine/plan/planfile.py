@@ -4,6 +4,10 @@ One cattrs converter (built by `make_converter()`, no module-level mutable state
 frozen plan into camelCase JSON and back. The file carries a format version, the udeploy version
 and a SHA-256 digest over its canonical content; `read_plan` refuses a file whose digest does not
 match (tampered) or whose format it does not know, before trusting anything in it.
+
+The plan schema is checked where a plan is trusted, in `read_plan`. Writing does not check it
+again: the document comes from the typed plan through this converter (tests check every plan
+they make against the schema), and at fleet scale the check cost more than planning itself.
 """
 
 from __future__ import annotations
@@ -230,22 +234,31 @@ def canonical(doc: dict[str, Any]) -> bytes:
 
 
 def to_document(plan: Plan) -> dict[str, Any]:
-    """The plan as the JSON document stdout and `-out` carry, digest included, schema-checked."""
+    """The plan as the JSON document stdout and `-out` carry, digest included."""
     doc: dict[str, Any] = make_converter().unstructure(plan)
     doc["digest"] = "sha256:" + hashlib.sha256(canonical(doc)).hexdigest()
-    check(doc, "plan", "plan")
     return doc
 
 
-def write_plan(plan: Plan, path: Path) -> dict[str, Any]:
-    doc = to_document(plan)
+def encode(doc: dict[str, Any]) -> str:
+    """The plan file's text, which is also exactly what `udeploy plan` prints (one JSON document)."""
+    return json.dumps(doc, indent=2) + "\n"
+
+
+def save(text: str, path: Path) -> None:
+    """Write an encoded plan to `path`, whole or not at all."""
     tmp = path.with_name(path.name + ".tmp")
     try:
-        tmp.write_text(json.dumps(doc, indent=2) + "\n")
+        tmp.write_text(text)
         tmp.replace(path)  # never leave a half-written plan behind
     except OSError as exc:
         tmp.unlink(missing_ok=True)
         raise UdeployError(f"cannot write the plan to {shown(path)}: {exc.strerror}", path=shown(path)) from None
+
+
+def write_plan(plan: Plan, path: Path) -> dict[str, Any]:
+    doc = to_document(plan)
+    save(encode(doc), path)
     return doc
 
 

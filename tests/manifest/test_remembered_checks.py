@@ -1,0 +1,66 @@
+"""config.json, CI.json and deploy.json pass their schema check once per content: a document that
+passed is remembered in the cache directory and not checked again; a failure is never remembered."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from udeploy.engine.errors import ManifestInvalid
+from udeploy.engine.load import jsonschema_check
+from udeploy.engine.load.jsonschema_check import check_remembered
+
+SAMPLE = Path(__file__).resolve().parents[2] / "fixtures" / "unidesk-sample"
+
+
+@pytest.fixture
+def cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    monkeypatch.setenv("UDEPLOY_CACHE_DIR", str(tmp_path))
+    return tmp_path / "validated"
+
+
+@pytest.fixture
+def checks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The sources the full schema check ran on."""
+    ran: list[str] = []
+    real = jsonschema_check.check
+
+    def counting(doc: Any, schema: str, source: str) -> None:
+        ran.append(source)
+        real(doc, schema, source)
+
+    monkeypatch.setattr(jsonschema_check, "check", counting)
+    return ran
+
+
+def test_a_passing_document_is_checked_once(cache: Path, checks: list[str]) -> None:
+    config = json.loads((SAMPLE / "config.json").read_text())
+    check_remembered(config, "config", "first")
+    check_remembered(copy.deepcopy(config), "config", "again")
+    assert checks == ["first"] and len(list(cache.iterdir())) == 1
+    config["project"] = "other"  # still valid, but another document
+    check_remembered(config, "config", "changed")
+    assert checks == ["first", "changed"] and len(list(cache.iterdir())) == 2
+
+
+def test_the_same_document_against_another_schema_is_checked(cache: Path, checks: list[str]) -> None:
+    ci = json.loads((SAMPLE / "CI.json").read_text())
+    check_remembered(ci, "ci", "ci")
+    with pytest.raises(ManifestInvalid):
+        check_remembered(ci, "config", "ci as config")
+    assert checks == ["ci", "ci as config"]
+
+
+def test_a_failure_is_reported_in_full_every_time(cache: Path, checks: list[str]) -> None:
+    config = json.loads((SAMPLE / "config.json").read_text())
+    config["registry"] = 5
+    for _ in range(2):
+        with pytest.raises(ManifestInvalid, match=r"\$\.registry"):
+            check_remembered(config, "config", "config.json")
+    assert checks == ["config.json", "config.json"]
+    assert not cache.exists() or not list(cache.iterdir())
+
