@@ -63,6 +63,7 @@ def rollback(request: RollbackRequest, backend: StateBackend, *, git: SourceRead
     state = load_desired(Request(env=request.env, services=(request.service,), checkout=request.checkout,
                                  ref=request.ref), git)
     current = state.services[0]
+    check_policy(state, current)
     history = deployments(backend, request.env, request.service)
     target = pick_target(history, current, request.to, backend.location)
     artifact = check_policy(state, current, target.commit)
@@ -118,16 +119,18 @@ def pick_target(history: list[Deployment], current: DesiredService, to: str | No
         f"history ({where}): nothing to roll back to", path=service, details=known)
 
 
-def check_policy(state: DesiredState, current: DesiredService, commit: str) -> dict[str, Any] | None:
-    """Refuse what a plan of the pinned commit would refuse by policy; returns the artifact seen
-    (None where the deployment path builds on the target instead of pulling)."""
-    at = attrs.evolve(current, requested_commit=commit, resolved_commit=commit, commit_override=False)
+def check_policy(state: DesiredState, current: DesiredService, commit: str | None = None) -> dict[str, Any] | None:
+    """Refuse what a plan pinning `commit` would refuse by policy. Without `commit`, the service's
+    own policy alone (before any history is read); with it, also its published artifact (P3).
+    Returns the artifact seen (None where the deployment path builds on the target, not pulls)."""
+    at = current if commit is None else attrs.evolve(current, requested_commit=commit, resolved_commit=commit,
+                                                    commit_override=False)
     path = deployment_path(at)
     if path is DeploymentPath.UPSTREAM_IMAGE:
         raise PolicyRefused(f"{at.id} runs an upstream image pinned by digest in CI.json, not a commit of its "
                             "repository: roll back that digest pin instead (P10)", rule="P10", path=at.id)
     artifact = None
-    if path is DeploymentPath.ARTIFACT_CONSUMER:
+    if commit is not None and path is DeploymentPath.ARTIFACT_CONSUMER:
         image = state.catalog.registry_image(at.id, commit)
         artifact = registry_reader(state.catalog).head(image)
         if not artifact.reachable:
@@ -138,9 +141,8 @@ def check_policy(state: DesiredState, current: DesiredService, commit: str) -> d
         raise PolicyRefused(f"{at.id} is unsupported in {state.environment}: {decision.reason}", rule="O7", path=at.id)
     if decision.action in (Action.BLOCKED, Action.GATED):
         assert decision.blocked is not None  # the diff gives every blocked or gated decision its reason
-        raise PolicyRefused(f"{at.id} cannot be rolled back to {commit[:SHORT]} in {state.environment}: "
-                            f"{decision.reason}", rule=decision.blocked.rule, path=at.id,
-                            details={"blockedReason": str(decision.blocked)})
+        raise PolicyRefused(f"{at.id} cannot be rolled back in {state.environment}: {decision.reason}",
+                            rule=decision.blocked.rule, path=at.id, details={"blockedReason": str(decision.blocked)})
     return {"image": artifact.image, "digest": artifact.digest} if artifact is not None else None
 
 
