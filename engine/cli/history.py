@@ -16,8 +16,8 @@ from udeploy.engine.history.rollback import RollbackRequest, rollback
 from udeploy.engine.load.manifest import require_known_environment
 from udeploy.engine.load.source import DEFAULT_REF
 
-HistoryEnvOpt = Annotated[str, typer.Option("--env", help="The environment (dev|prod) whose jobs to read.",
-                                            envvar="UDEPLOY_ENV")]
+HistoryEnvOpt = Annotated[str, typer.Option("--env", help="The environment (dev|prod): its job records, its "
+                                            "deploy.json entry.", envvar="UDEPLOY_ENV")]
 StateDirOpt = Annotated[Path | None, typer.Option("--state-dir", help="Where jobs and locks live (default .state, "
                                                   "or $UDEPLOY_STATE_DIR).")]
 StateUrlOpt = Annotated[str | None, typer.Option("--state-url", envvar="UDEPLOY_STATE_URL", show_default=False,
