@@ -19,6 +19,7 @@ import attrs
 
 from udeploy.engine.apply.jobs import new_job_id
 from udeploy.engine.apply.lease import Lease
+from udeploy.engine.apply.progress import NodeState, Progress, ProgressEvent, phase, silent
 from udeploy.engine.apply.state import DEFAULT_LEASE_SECONDS, LocalResume, LocalState
 from udeploy.engine.errors import PolicyRefused, UdeployError
 from udeploy.engine.load.desired import DesiredState, load_desired
@@ -56,13 +57,6 @@ class ApplyOptions:
         return self.state if self.state is not None else LocalState(self.state_dir)
 
 
-Progress = Callable[[str], None]
-
-
-def _silent(message: str) -> None:
-    pass
-
-
 def plan_scope(plan: Plan) -> str:
     """The lock scope: one apply per environment (or per local manifest)."""
     return f"env-{plan.environment.name}" if plan.environment else "local-manifest"
@@ -72,11 +66,11 @@ Resume = LocalResume  # the local record's old name
 
 
 def check_trust(plan: Plan, options: ApplyOptions, pool_for: Callable[[DesiredState], ProviderPool],
-                resume: ResumeRecord, progress: Progress = _silent) -> tuple[DesiredState, ProviderPool, Observations]:
+                resume: ResumeRecord, progress: Progress = silent) -> tuple[DesiredState, ProviderPool, Observations]:
     """Refuse (exit 4, or 3 for policy) unless the plan still describes the world. Changes nothing."""
     git = source_reader()
     _check_manifest_unmoved(plan, git, options.checkout)
-    progress("re-reading desired and live state")
+    progress(phase("re-reading desired and live state"))
     state = load_desired(request_of(plan.request, options.checkout), git)
     if isinstance(plan.manifest, EnvManifest) and state.source.commit != plan.manifest.commit:
         raise PlanStale(f"manifest moved: planned at {plan.manifest.commit}, now {state.source.commit}",
@@ -159,7 +153,7 @@ def graph_of(plan: Plan) -> Graph:
 
 
 def apply_plan(plan: Plan, options: ApplyOptions, *, pool_for: Callable[[DesiredState], ProviderPool] | None = None,
-               progress: Progress = _silent) -> dict[str, Any]:
+               progress: Progress = silent) -> dict[str, Any]:
     """Lock the environment, prove the plan still holds, then walk it. Nothing changes before
     the lock is held and every check passed; no step starts unless the lease still holds."""
     pool_for = pool_for or (lambda state: ProviderPool(state.catalog.with_timeouts(options.timeouts)))
@@ -213,19 +207,28 @@ def _walk(plan: Plan, state: DesiredState, options: ApplyOptions, pool: Provider
     done = set() if options.dry_run else resume.done & set(by_id)
     for n in sorted(done):
         job.node(n, "succeeded", message="already applied and verified by an earlier job of this plan")
+    for each in plan.nodes:  # the watcher's starting picture: every node and where it runs
+        resumed = each.id in done
+        progress(ProgressEvent(node=each.id, where=_where(each),
+                               state=NodeState.SUCCEEDED if resumed else NodeState.PENDING,
+                               message="already applied and verified by an earlier job" if resumed else ""))
     job.log(f"apply {'(dry run) ' if options.dry_run else ''}of plan {digest[:19]}: {len(by_id)} nodes, "
             f"{len(done)} already done")
+    progress(phase(f"job {job.id}: {len(by_id)} nodes, {len(done)} already done"))
 
     unavailable: list[tuple[str, StateUnavailable]] = []  # fences that could not reach the backend
 
     def run_node(node_id: str) -> None:
         node = by_id[node_id]
-        where = f"{node.provider}@{node.host or '-'}"
+        where = _where(node)
+
+        def tell(state: NodeState, message: str = "") -> None:
+            progress(ProgressEvent(node=node_id, state=state, message=message, where=where))
         if not options.dry_run:
-            _fence(lease, job, node_id, progress)
+            _fence(lease, job, node_id, tell)
         job.node(node_id, "running")
         job.log(f"start {node_id} ({where})")
-        progress(f"{node_id}: running ({where})")
+        tell(NodeState.RUNNING)
         provider = pool.executor(node.provider, node.host)
         request = StepRequest(node_id=node.id, kind=node.kind.value, service_id=node.service or "",
                               params=node.params, dry_run=options.dry_run)
@@ -237,16 +240,16 @@ def _walk(plan: Plan, state: DesiredState, options: ApplyOptions, pool: Provider
             message = exc.message if isinstance(exc, UdeployError) else f"{type(exc).__name__}: {exc}"
             job.node(node_id, "failed", message=message)
             job.log(f"failed {node_id}: {message}")
-            progress(f"{node_id}: FAILED: {message}")
+            tell(NodeState.FAILED, message)
             raise
         if not result.ok:
             job.node(node_id, "failed", message=result.message)
             job.log(f"failed {node_id}: {result.message}" + _output_tail(result.facts))
-            progress(f"{node_id}: FAILED: {result.message}")
+            tell(NodeState.FAILED, result.message)
             raise StepFailed(result.message, path=node_id)
         job.node(node_id, "succeeded", message=result.message)
         job.log(f"done {node_id}: {result.message}" + _output_tail(result.facts, lines=SUCCESS_LOG_LINES))
-        progress(f"{node_id}: {'would do' if options.dry_run else 'done'}: {result.message}")
+        tell(NodeState.SUCCEEDED, f"would do: {result.message}" if options.dry_run else result.message)
 
     def run(node_id: str) -> None:
         try:
@@ -264,6 +267,8 @@ def _walk(plan: Plan, state: DesiredState, options: ApplyOptions, pool: Provider
         if outcome is NodeOutcome.SKIPPED:
             job.node(node_id, "skipped", message=result.errors.get(node_id, ""))
             job.log(f"skipped {node_id}: an upstream node did not succeed")
+            progress(ProgressEvent(node=node_id, state=NodeState.SKIPPED, where=_where(by_id[node_id]),
+                                   message="an upstream node did not succeed"))
     services = _service_outcomes(plan, result.outcomes)
     job_state = "succeeded" if result.ok else "failed"
     summary = {
@@ -280,6 +285,7 @@ def _walk(plan: Plan, state: DesiredState, options: ApplyOptions, pool: Provider
     }
     job.finish(job_state, summary)
     job.log(f"job {job_state}")
+    progress(phase(f"job {job.id} {job_state}"))
     return summary
 
 
@@ -301,7 +307,7 @@ def _stopped_by_outage(unavailable: list[tuple[str, StateUnavailable]], outcomes
     raise StateUnavailable(message, path=first, details={"stoppedBefore": first, "succeeded": succeeded})
 
 
-def _fence(lease: Lease, job: JobRecord, node_id: str, progress: Progress) -> None:
+def _fence(lease: Lease, job: JobRecord, node_id: str, tell: Callable[[NodeState, str], None]) -> None:
     """Before a mutating step: stop unless this apply still holds its lease. A lost lease is
     written to the job (the backend answers); an unreachable backend cannot take the record."""
     try:
@@ -309,11 +315,15 @@ def _fence(lease: Lease, job: JobRecord, node_id: str, progress: Progress) -> No
     except LeaseLost as exc:
         job.node(node_id, "failed", message=f"not started: {exc.message}")
         job.log(f"stopped before {node_id}: {exc.code}: {exc.message}")
-        progress(f"{node_id}: NOT STARTED: {exc.message}")
+        tell(NodeState.FAILED, f"not started: {exc.message}")
         raise
     except StateUnavailable as exc:
-        progress(f"{node_id}: NOT STARTED: {exc.message}")
+        tell(NodeState.FAILED, f"not started: {exc.message}")
         raise
+
+
+def _where(node: Node) -> str:
+    return f"{node.provider}@{node.host or '-'}"
 
 
 SUCCESS_LOG_LINES = 60  # a succeeded step's evidence lines (B3's target_* lines) stay in the job log

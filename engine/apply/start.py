@@ -13,8 +13,9 @@ from typing import Any
 import attrs
 
 from udeploy.engine.apply.detach import detach
+from udeploy.engine.apply.progress import Progress, phase
 from udeploy.engine.apply.refusal import record_refusal, refuse_policy
-from udeploy.engine.apply.run import ApplyOptions, Progress, apply_plan, plan_scope
+from udeploy.engine.apply.run import ApplyOptions, apply_plan, plan_scope
 from udeploy.engine.apply.state import lease_seconds, open_state
 from udeploy.engine.errors import UdeployError
 from udeploy.engine.load.desired import Request
@@ -41,7 +42,7 @@ def start_apply(cmd: StartApply, progress: Progress) -> dict[str, Any]:
     """The job result (or, detached, the launch document); a refusal is raised, and a detached
     child also records it in its job."""
     if isinstance(cmd.source, Request):
-        progress("planning")
+        progress(phase("planning"))
         plan = make_plan(cmd.source, PlanOptions(force=cmd.force, parallelism=cmd.parallelism,
                                                      timeouts=cmd.timeouts)).plan
         refuse_policy(plan, cmd.source.services, cmd.dry_run)
@@ -56,8 +57,8 @@ def start_apply(cmd: StartApply, progress: Progress) -> dict[str, Any]:
         options = ApplyOptions(state_dir=cmd.state_dir, checkout=cmd.checkout, parallelism=cmd.parallelism,
                                dry_run=cmd.dry_run, plan_file=str(path) if path else None, job_id=cmd.job_id,
                                timeouts=cmd.timeouts, state=state, lease_seconds=lease_seconds())
-        progress(f"applying {len(plan.nodes)} nodes in {plan_scope(plan)}{' (dry run)' if cmd.dry_run else ''}"
-                 f" (state: {state.location})")
+        progress(phase(f"applying {len(plan.nodes)} nodes in {plan_scope(plan)}{' (dry run)' if cmd.dry_run else ''}"
+                       f" (state: {state.location})"))
         try:
             return apply_plan(plan, options, progress=progress)
         except UdeployError as exc:

@@ -2,7 +2,8 @@
 
 `apply PLAN` executes exactly a saved plan. `apply --env/--file ...` is the spec's one-step shape:
 plan, then apply that plan, with the same checks. `--detach` prints the job id at once and runs
-the job in the background; `job status` follows it.
+the job in the background; `job status` reports it, and `job status --follow` watches it to the end.
+Progress goes to stderr (`engine/cli/progress_view.py`); stdout carries the one JSON document.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Annotated
 
 import typer
 
-from udeploy.engine.apply.job_status import TAIL_BYTES_MAX, job_status_doc
+from udeploy.engine.apply.job_status import TAIL_BYTES_MAX, follow_job, job_status_doc
 from udeploy.engine.apply.jobs import check_job_id, default_state_dir
 from udeploy.engine.apply.state import open_state
 from udeploy.engine.cli.common import (
@@ -31,7 +32,6 @@ from udeploy.engine.cli.common import (
     configure_logging,
     emit,
     guarded,
-    progress,
 )
 from udeploy.engine.errors import ExitCode, UsageError
 from udeploy.engine.load.desired import Request
@@ -74,6 +74,7 @@ def apply(
 
     def run() -> int:
         from udeploy.engine.apply.start import StartApply, start_apply  # the walk and its clients: apply only
+        from udeploy.engine.cli.progress_view import watching
 
         if job_id is not None:
             check_job_id(job_id, "--job-id")
@@ -82,10 +83,11 @@ def apply(
                              "PLAN or --env/--file options, not both", path="PLAN")
         source = plan_file if plan_file is not None else Request(
             env=env, file=file, services=tuple(service or ()), commit=commit, checkout=repo, ref=ref)
-        result = start_apply(StartApply(source=source, state_dir=state_dir or default_state_dir(), checkout=repo,
-                                        force=force, parallelism=parallelism, dry_run=dry_run, detach=detach,
-                                        job_id=job_id, timeouts=from_cli(timeout or ()), state_url=state_url),
-                             progress)
+        command = StartApply(source=source, state_dir=state_dir or default_state_dir(), checkout=repo, force=force,
+                             parallelism=parallelism, dry_run=dry_run, detach=detach, job_id=job_id,
+                             timeouts=from_cli(timeout or ()), state_url=state_url)
+        with watching() as progress:
+            result = start_apply(command, progress)
         emit(result)
         return int(ExitCode.OK) if result["state"] in ("succeeded", "started") else int(ExitCode.ERROR)
 
@@ -97,15 +99,25 @@ def job_status(
     job: Annotated[str, typer.Argument(help="The job id apply printed.")],
     tail_bytes: Annotated[int, typer.Option("--tail-bytes", min=0, max=TAIL_BYTES_MAX,
                                             help="How much of the log's end to include (at most 1 MiB).")] = 4096,
+    follow: Annotated[bool, typer.Option("--follow", "-f", help="Show the job's node changes on stderr as they "
+                                         "happen, until the job ends; then print its status and exit 0 if it "
+                                         "succeeded, 1 if it failed, was refused or died.")] = False,
     state_dir: StateOpt = None, state_url: StateUrlOpt = None,
 ) -> None:
     """A job's state, per-node progress and a bounded tail of its log."""
 
     def run() -> int:
-        where = state_dir or default_state_dir()
+        where, job_id = state_dir or default_state_dir(), check_job_id(job, "JOB")
         with _backend(where, state_url) as backend:
-            emit(job_status_doc(where, check_job_id(job, "JOB"), tail_bytes, backend))
-        return 0
+            if not follow:
+                emit(job_status_doc(where, job_id, tail_bytes, backend))
+                return 0
+            from udeploy.engine.cli.progress_view import watching  # rich: only for a watcher
+
+            with watching() as progress:
+                doc = follow_job(where, job_id, tail_bytes, backend, progress)
+        emit(doc)
+        return int(ExitCode.OK) if doc["state"] == "succeeded" else int(ExitCode.ERROR)
 
     guarded(run)
 

@@ -12,7 +12,10 @@ import typer
 # Command modules register on the shared app when imported.
 from udeploy.engine.cli import apply, artifact, guard, history, plan, validate  # noqa: F401
 from udeploy.engine.cli.common import app, emit
+from udeploy.engine.cli.examples import add_examples
 from udeploy.engine.errors import ExitCode, UsageError
+
+add_examples(app)  # every command's --help ends with examples
 
 # Typer may vendor its own click: find its UsageError through a public subclass, not an import.
 CLICK_USAGE_ERROR: type[Exception] = next(c for c in typer.BadParameter.__mro__ if c.__name__ == "UsageError")
