@@ -72,10 +72,12 @@ def follow_job(state: Path, job_id: str, tail_bytes: int, backend: StateBackend 
     last_state = None
     while True:
         doc = job_status_doc(state, job_id, 0, backend)
+        events = _node_changes(doc.get("nodes"), seen)
         if doc["state"] != last_state:
             last_state = doc["state"]
-            progress(phase(f"job {job_id}: {last_state}" + (f" ({doc['diedNote']})" if doc.get("diedNote") else "")))
-        for event in _node_changes(doc.get("nodes"), seen):
+            said = phase(f"job {job_id}: {last_state}" + (f" ({doc['diedNote']})" if doc.get("diedNote") else ""))
+            events = [said, *events] if last_state in ACTIVE else [*events, said]  # the job's end comes last
+        for event in events:
             progress(event)
         if last_state not in ACTIVE:
             return job_status_doc(state, job_id, tail_bytes, backend)
