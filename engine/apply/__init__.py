@@ -5,5 +5,7 @@ directory (`state`), or a shared one named by `--state-url`; `lease` renews and 
 
 `start` is `udeploy apply` as one call (a saved plan, or plan-then-apply in one step); `refusal`
 turns what policy stops into a refusal naming its rule; `detach` runs an apply in a child process;
-`run` is the trust checks and the walk; `jobs`, `job_status` and `lock` are the state it keeps.
+`run` is the trust checks and the walk; `jobs`, `job_status` and `lock` are the state it keeps;
+`progress` is the typed events the walk reports to its watcher (`job_status.follow_job` rebuilds
+them from a job record).
 """
