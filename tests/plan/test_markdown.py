@@ -18,7 +18,7 @@ from tests.plan.plan_values import SHA, env_manifest, environment, item, request
 from udeploy.engine.cli import app
 from udeploy.engine.plan.model import Action, Blocked, BlockedReason, Plan, ServiceChange
 from udeploy.engine.plan.planfile import write_plan
-from udeploy.engine.plan.render import summary_line, to_markdown_parts
+from udeploy.engine.plan.pr_comment import result_line, to_markdown_parts
 
 ITEM = item(allowed=True)
 
@@ -40,9 +40,12 @@ def plan_of(n: int) -> Plan:
 
 
 def well_formed(part: str) -> None:
+    marker, title = part.splitlines()[:2]
+    assert marker == "<!-- udeploy plan env=dev -->"  # on every part: the bot's handle
+    assert title.startswith("**udeploy plan for `dev`** — ")
     assert part.count("<details>") == part.count("</details>") == 1
-    assert part.index("**udeploy plan**") < part.index("<details>")  # summary outside the block
-    assert part.count("```") % 2 == 0
+    assert part.index(title) < part.index("<details>")  # the result outside the block
+    assert part.count("```diff") == part.count("```") / 2  # every diff block closed in its part
     for line in part.splitlines():
         if line.startswith("| `svc-"):
             assert line.endswith("|") and len(re.findall(r"(?<!\\)\|", line)) == 7
@@ -55,7 +58,7 @@ def test_K5_300_services_split_under_the_limit(limit: int) -> None:
     assert all(len(p) <= limit for p in parts)
     for p in parts:
         well_formed(p)
-        assert summary_line(plan) in p
+        assert result_line(plan) in p
     rows = [line for p in parts for line in p.splitlines() if line.startswith("| `svc-")]
     assert len(rows) == 300 and len(set(rows)) == 300  # every service once, none split
     if len(parts) > 1:
@@ -64,8 +67,8 @@ def test_K5_300_services_split_under_the_limit(limit: int) -> None:
 
 def test_K5_small_plan_is_one_comment_with_a_one_line_summary() -> None:
     [part] = to_markdown_parts(plan_of(5))
-    first = part.splitlines()[0]
-    assert first.startswith("**udeploy plan**") and "to deploy" in first and "unchanged" in first
+    title = part.splitlines()[1]
+    assert title == "**udeploy plan for `dev`** — 1 to deploy, 1 unchanged, 1 blocked, 1 gated, 1 unsupported"
 
 
 def test_issue9_K5_20000_services_at_1000_chars_every_service_once_in_well_formed_parts() -> None:
