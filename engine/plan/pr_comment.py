@@ -270,8 +270,9 @@ def _row(s: ServiceChange, cap: int) -> str:
 def warning_lines(plan: Plan) -> Iterable[str]:
     """Everything a reviewer should read before the diff, most general first."""
     if not plan.refreshed:
-        yield ("Planned offline (`--no-refresh`): live state was not read, so the diffs show the desired side "
-               "only; `udeploy apply` of this plan reads it before changing anything.")
+        yield ("Planned offline (`--no-refresh`): live state was not read, so each diff shows the desired side "
+               "only and a service already at its commit is listed as a deploy; applying this plan does not "
+               "compare live state first.")
     if plan.forced:
         yield "Planned with `--force`: services whose live commit already matches are deployed again."
     for d in plan.diagnostics:

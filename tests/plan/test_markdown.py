@@ -111,3 +111,35 @@ def test_issue9_show_markdown_through_the_cli_keeps_every_row(tmp_path: Path) ->
     parts = json.loads(result.stdout)["parts"]
     assert all(len(p) <= 1000 for p in parts)
     assert sum(line.startswith("| `svc-") for p in parts for line in p.splitlines()) == 300
+
+
+def test_issue14_hostile_subjects_images_and_hosts_stay_inside_their_diff_block() -> None:
+    """Commit subjects (anyone who can commit writes them), images, hosts and live values land inside a
+    ```diff block: each is one printable line after a fixed `- label `, so none closes the fence, and
+    the comment renders no element but its own; the marker's scope cannot end its HTML comment."""
+    from markdown_it import MarkdownIt
+
+    from tests.plan.test_pr_comment_golden import compose_item, live
+    from tests.untrusted.test_render_escaping import HOSTILE, Elements
+
+    hostile = [*HOSTILE, "```\n</details>\n# heading", "\n```diff\n+ injected"]
+    services = []
+    for i, text in enumerate(hostile):
+        it = compose_item(f"svc-{i}", text)
+        it = attrs.evolve(it, target=attrs.evolve(it.target, host=text),
+                          artifact_consumer=attrs.evolve(it.artifact_consumer, registry_image=text))
+        services.append(ServiceChange(id=f"svc-{i}", action=Action.DEPLOY, reason=text, requested_commit=SHA,
+                                      resolved_commit=SHA, item=it,
+                                      live=attrs.evolve(live(f"svc-{i}", text), image=text, target=text)))
+    plan = attrs.evolve(plan_of(0), services=tuple(services), environment=environment("dev --> <b>x</b>"))
+    [part] = to_markdown_parts(plan)
+    assert part.splitlines()[0] == "<!-- udeploy plan env=dev%20-%2D%3E%20%3Cb%3Ex%3C%2Fb%3E -->"
+    fences = [t for t in MarkdownIt("commonmark").enable("table").parse(part) if t.type == "fence"]
+    assert len(fences) == len(hostile) and all(t.info == "diff" for t in fences)
+    for fence in fences:
+        assert all(line[:2] in ("- ", "+ ", "  ", "# ") for line in fence.content.splitlines())
+    parsed = Elements()
+    parsed.feed(MarkdownIt("commonmark").enable("table").render(part))
+    assert set(parsed.tags) <= {"p", "strong", "details", "summary", "table", "thead", "tbody", "tr", "th", "td",
+                                "code", "ul", "li", "pre"}
+    assert parsed.tags.count("details") == 1 and parsed.tags.count("pre") == len(hostile)
