@@ -243,6 +243,15 @@ class PostgresState:
             _live_tokens(conn)))
         return [{k: v for k, v in _job_doc(r, locks).items() if k in LISTED} for r in rows]
 
+    def job_results(self, environment: str) -> list[dict[str, Any]]:
+        rows, locks = self._run(lambda conn: (
+            conn.cursor(row_factory=dict_row).execute(
+                f"SELECT {JOB_COLUMNS} FROM udeploy_jobs WHERE environment = %s AND finished_at IS NOT NULL "
+                "AND NOT dry_run AND state IN ('succeeded', 'failed') AND jsonb_typeof(result -> 'services') = "
+                "'array' ORDER BY finished_at DESC, job_id DESC", (environment,)).fetchall(),
+            _live_tokens(conn)))
+        return [_job_doc(r, locks) for r in rows]
+
     # -- resume -----------------------------------------------------------------------------------
 
     def resume(self, plan_digest: str) -> PostgresResume:

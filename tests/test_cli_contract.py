@@ -20,6 +20,8 @@ def udeploy(*args: str) -> subprocess.CompletedProcess[str]:
     (["plan", "--bogus"], None),
     (["apply", "--parallelism", "0", "plan.json"], "parallelism"),
     (["job", "status"], "job"),
+    (["history"], "env"),
+    (["rollback", "--env", "dev"], "service"),
 ])
 def test_usage_errors_are_json_with_exit_1(args: list[str], path: str | None) -> None:
     r = udeploy(*args)

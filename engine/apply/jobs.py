@@ -16,10 +16,12 @@ fails is `job-record-corrupt` (or `state-record-corrupt`) naming the file, never
 from __future__ import annotations
 
 import datetime as dt
+import getpass
 import json
 import os
 import re
 import secrets
+import socket
 import threading
 from collections.abc import Mapping
 from pathlib import Path
@@ -143,7 +145,8 @@ class Job:
         check_state_folder(state_dir)
         check_state_folder(job.dir.parent)
         job.dir.mkdir(parents=True, exist_ok=False)
-        job._write({"jobId": job.id, "state": "running", "pid": os.getpid(), "planDigest": plan_digest,
+        job._write({"jobId": job.id, "state": "running", "pid": os.getpid(), "owner": getpass.getuser(),
+                    "host": socket.gethostname(), "planDigest": plan_digest,
                     "planFile": plan_file, "environment": environment, "dryRun": dry_run, "startedAt": now(),
                     "finishedAt": None, "nodes": {n: {"state": "pending"} for n in nodes}, "result": None})
         (job.dir / "log").touch()
@@ -227,6 +230,26 @@ def list_jobs(state_dir: Path) -> list[dict[str, Any]]:
         if listed is not None:
             out.append(listed)
     return out
+
+
+def job_results(state_dir: Path, environment: str) -> list[dict[str, Any]]:
+    """`StateBackend.job_results` for a state directory: finished, non-dry-run jobs of `environment`
+    whose result lists services, newest first. A record that cannot be read is left out (`job list`
+    shows it as unreadable); history is what the readable records say."""
+    found = []
+    for listed in list_jobs(state_dir):
+        if listed["state"] not in ("succeeded", "failed") or listed["dryRun"] or \
+                listed["environment"] != environment:
+            continue
+        try:
+            doc = Job(state_dir, listed["jobId"]).status()
+        except StateRecordCorrupt:
+            continue
+        result = doc.get("result")
+        if isinstance(result, dict) and isinstance(result.get("services"), list):
+            doc.pop("nodes", None)
+            found.append(doc)
+    return sorted(found, key=lambda d: (str(d.get("finishedAt") or ""), d["jobId"]), reverse=True)
 
 
 def _listed(state_dir: Path, entry: Path) -> dict[str, Any] | None:

@@ -17,7 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from udeploy.engine.apply import lock as env_lock
-from udeploy.engine.apply.jobs import Job, StateRecordCorrupt, check_state_folder, list_jobs, read_record
+from udeploy.engine.apply.jobs import (
+    Job,
+    StateRecordCorrupt,
+    check_state_folder,
+    job_results,
+    list_jobs,
+    read_record,
+)
 from udeploy.engine.state_api import JobRecord, LockGrant, ResumeRecord, StateBackend, open_backend
 
 DEFAULT_LEASE_SECONDS = 60.0  # a shared lock outlives a dead holder by at most this long
@@ -75,6 +82,9 @@ class LocalState:
 
     def list_jobs(self) -> list[dict[str, Any]]:
         return list_jobs(self.state_dir)
+
+    def job_results(self, environment: str) -> list[dict[str, Any]]:
+        return job_results(self.state_dir, environment)
 
     def resume(self, plan_digest: str) -> ResumeRecord:
         return LocalResume(self.state_dir, plan_digest)

@@ -10,7 +10,7 @@ from typing import Any
 import typer
 
 # Command modules register on the shared app when imported.
-from udeploy.engine.cli import apply, artifact, guard, plan, validate  # noqa: F401
+from udeploy.engine.cli import apply, artifact, guard, history, plan, validate  # noqa: F401
 from udeploy.engine.cli.common import app, emit
 from udeploy.engine.errors import ExitCode, UsageError
 

@@ -50,7 +50,7 @@ def test_migrations_are_versioned_and_applied_once(state_url: str) -> None:
     PostgresState(state_url).close()
     with psycopg.connect(state_url, autocommit=True) as conn:
         rows = conn.execute("SELECT version, name FROM schema_migrations ORDER BY version").fetchall()
-    assert rows == [(1, "0001_initial.sql")]
+    assert rows == [(1, "0001_initial.sql"), (2, "0002_job_history.sql")]
 
 
 def test_fencing_a_taken_over_lease_is_lost_by_token(state_url: str) -> None:
