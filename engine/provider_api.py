@@ -294,6 +294,11 @@ class SourceReader(Protocol):
         """A tar of the tracked files at `commit` (a `commit:subdir` tree-ish takes one folder)."""
         ...
 
+    def subjects(self, url: str, commits: Sequence[str]) -> Mapping[str, str]:
+        """The subject line (git's `%s`) of each full commit SHA in `commits`, read in one batch; a
+        commit the remote does not have is left out. For the reviewer's diff (K5), never for apply."""
+        ...
+
 
 @attrs.frozen
 class PublishRequest:

@@ -19,6 +19,7 @@ import re
 import subprocess
 import threading
 import weakref
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -137,6 +138,13 @@ class GitProvider:
                               check=True, capture_output=True).stdout
         return SourceFile(path=path, data=data, blob_sha=blob_sha, commit=commit)
 
+    def subjects(self, url: str, commits: Sequence[str]) -> Mapping[str, str]:
+        """The subject line of each full commit SHA in `commits` the mirror has, as `git log --format=%s`
+        shows it; through the mirror's one `git cat-file --batch`, one request per distinct commit."""
+        batch = self._batch(self.mirror(url))
+        found = {c: batch.subject(c) for c in dict.fromkeys(commits)}
+        return {c: s for c, s in found.items() if s is not None}
+
     def _batch(self, repo: git.Repo) -> BlobBatch:
         with self._lock:
             git_dir = str(repo.git_dir)
@@ -187,6 +195,19 @@ class BlobBatch:
             blobs = self._dirs[(commit, folder)]
             sha = blobs.get(name.encode()) if blobs is not None else None
             return self._blob(sha) if sha is not None else None
+
+    def subject(self, commit: str) -> str | None:
+        """The subject of a full commit SHA (its message's first paragraph on one line, as git's `%s`),
+        or None when it is not a commit of this mirror."""
+        if not FULL_SHA.fullmatch(commit):
+            return None
+        with self._lock:
+            found = self._object(commit)
+        if found is None or found[1] != b"commit":
+            return None
+        _, _, message = found[2].partition(b"\n\n")
+        paragraph = message.lstrip(b"\n").split(b"\n\n", 1)[0]
+        return " ".join(line.strip() for line in paragraph.decode(errors="replace").splitlines()).strip()
 
     def _blob(self, name: str) -> tuple[str, bytes] | None:
         found = self._object(name)

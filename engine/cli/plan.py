@@ -42,7 +42,7 @@ from udeploy.engine.plan.guardrails import REGISTRY
 from udeploy.engine.plan.model import Plan
 from udeploy.engine.plan.planfile import encode, read_plan, save, to_document
 from udeploy.engine.plan.planner import PlanOptions, make_plan
-from udeploy.engine.plan.render import GITHUB_COMMENT_LIMIT
+from udeploy.engine.plan.pr_comment import GITHUB_COMMENT_LIMIT, to_markdown_parts
 
 
 def _human(plan_value: Plan, fmt: str, max_chars: int = GITHUB_COMMENT_LIMIT) -> str | None:
@@ -51,7 +51,7 @@ def _human(plan_value: Plan, fmt: str, max_chars: int = GITHUB_COMMENT_LIMIT) ->
     if fmt == "text":
         return render.to_text(plan_value)
     if fmt == "markdown":
-        parts = render.to_markdown_parts(plan_value, max_chars)
+        parts = to_markdown_parts(plan_value, max_chars)
         return "\n\n---\n\n".join(parts)
     raise UsageError(f"--format must be json, text or markdown, not {fmt!r}", path="--format")
 
@@ -131,7 +131,7 @@ def show(
         p = read_plan(plan_file)
         if fmt == "markdown":
             try:
-                parts = render.to_markdown_parts(p, max_comment_chars)
+                parts = to_markdown_parts(p, max_comment_chars)
             except ValueError as exc:
                 raise UsageError(str(exc), path="--max-comment-chars") from exc
             if not sys.stdout.isatty():

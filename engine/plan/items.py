@@ -53,7 +53,8 @@ def deployment_path(d: DesiredService) -> DeploymentPath:
 
 
 def build_item(d: DesiredService, catalog: Catalog, settings: EnvironmentSettings | None, env_name: str | None,
-               *, artifact: ArtifactState | None = None, secrets: Mapping[str, Any] | None = None) -> PlanItem:
+               *, artifact: ArtifactState | None = None, secrets: Mapping[str, Any] | None = None,
+               subject: str | None = None) -> PlanItem:
     ms, env = d.microservice, d.environment
     path = deployment_path(d)
     unsupported = path is DeploymentPath.UNSUPPORTED
@@ -74,7 +75,7 @@ def build_item(d: DesiredService, catalog: Catalog, settings: EnvironmentSetting
             digest_provenance="registry manifest digest read at plan time" if artifact else None,
             role="content cache; the pushed git commit stays the version source of truth"),
         source=SourceRecord(repo=d.repo, commit=d.resolved_commit, requested_commit=d.requested_commit,
-                            dockerfile=ms.dockerfile, commit_override=d.commit_override),
+                            dockerfile=ms.dockerfile, commit_override=d.commit_override, subject=subject),
         build=BuildRecord(producer="CI (udeploy artifact publish)", where="CI, never the runtime target",
                           forbidden_actions=FORBIDDEN_ACTIONS),
         no_runtime_source_build=path is not DeploymentPath.TARGET_SIDE_BUILD,

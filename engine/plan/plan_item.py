@@ -40,6 +40,7 @@ class SourceRecord:
     requested_commit: str
     dockerfile: str | None
     commit_override: bool  # --commit replaced the manifest's pin
+    subject: str | None = None  # the commit's subject line, for the reviewer (K5); apply never reads it
 
 
 @attrs.frozen

@@ -22,7 +22,9 @@ from udeploy.engine.plan.plan_item import PlanItem
 from udeploy.engine.plan.records import LiveHealth, LiveSummary, PlanRequest
 from udeploy.engine.plan.report import environment_record, manifest_record
 from udeploy.engine.plan.steps import ChainPlanners, Observed, build_graph, prerequisite_node, service_nodes
-from udeploy.engine.provider_api import ProviderUnreachable, RuntimeState, SourceReader
+from udeploy.engine.provider_api import ProviderUnreachable, RuntimeState, SourceReader, source_reader
+
+SUBJECT_CLIP = 200  # a commit subject is recorded at most this long: a message cannot bloat the plan
 
 
 @attrs.frozen
@@ -41,6 +43,7 @@ class Planned:
 
 def make_plan(request: Request, options: PlanOptions, *, git: SourceReader | None = None,
               pool_for: Callable[[DesiredState], ProviderPool] | None = None) -> Planned:
+    git = git or source_reader()  # one reader: the subjects below come from the mirrors it fetched
     state = load_desired(request, git)
     state = attrs.evolve(state, catalog=state.catalog.with_timeouts(options.timeouts))
     own_pool = pool_for is None  # a caller that passes pool_for keeps (and closes) its pool
@@ -51,15 +54,27 @@ def make_plan(request: Request, options: PlanOptions, *, git: SourceReader | Non
     finally:
         if own_pool:
             pool.close()
-    changes = [_change(d, state, obs, options) for d in state.services]
+    subjects = commit_subjects(state, obs, git)
+    changes = [_change(d, state, obs, options, subjects) for d in state.services]
     _refuse_outages(changes)
-    plan = _assemble(state, changes, obs, options, request, demoted={})
+    plan = _assemble(state, changes, obs, options, request, demoted={}, subjects=subjects)
     results = run_all(guard_context(plan, state))
     failing = failing_services(results)
     if failing:  # a service failing a guardrail is blocked and loses its steps; the findings stay
-        plan = _assemble(state, changes, obs, options, request, demoted=failing)
+        plan = _assemble(state, changes, obs, options, request, demoted=failing, subjects=subjects)
     plan = attrs.evolve(plan, guardrails=results)
     return Planned(plan=plan, state=state)
+
+
+def commit_subjects(state: DesiredState, obs: Observations, git: SourceReader) -> Mapping[tuple[str, str], str]:
+    """The subject line of every desired and live commit, by (repo, SHA), for the reviewer's diff
+    (K5): one batched read per repository, through the mirrors resolving the commits fetched."""
+    wanted: dict[str, set[str]] = {}
+    for d in state.services:
+        runtime = obs.runtime.get(d.id)
+        wanted.setdefault(d.repo, set()).update(c for c in (d.resolved_commit, runtime and runtime.live_commit) if c)
+    return {(repo, sha): subject[:SUBJECT_CLIP] for repo, commits in wanted.items()
+            for sha, subject in git.subjects(repo, sorted(commits)).items()}
 
 
 def _refuse_outages(changes: list[tuple[DesiredService, Decision, PlanItem]]) -> None:
@@ -89,15 +104,15 @@ def guard_context(plan: Plan, state: DesiredState) -> GuardContext:
                         hosts={h.id: dict(h.settings) for h in state.catalog.hosts.values()})
 
 
-def _change(d: DesiredService, state: DesiredState, obs: Observations, options: PlanOptions) -> tuple[
-        DesiredService, Decision, PlanItem]:
+def _change(d: DesiredService, state: DesiredState, obs: Observations, options: PlanOptions,
+            subjects: Mapping[tuple[str, str], str]) -> tuple[DesiredService, Decision, PlanItem]:
     path = deployment_path(d)
     secrets = obs.secrets.get(d.id)
     decision = decide(d, path, runtime=obs.runtime.get(d.id), artifact=obs.artifacts.get(d.id),
                       secrets_present=secrets.get("requiredSecretsPresent") if secrets else None,
                       forced=options.force, upstream=_upstream_check(d, state, obs))
     item = build_item(d, state.catalog, state.settings, state.environment, artifact=obs.artifacts.get(d.id),
-                      secrets=secrets)
+                      secrets=secrets, subject=subjects.get((d.repo, d.resolved_commit)))
     return d, decision, item
 
 
@@ -112,7 +127,7 @@ def _upstream_check(d: DesiredService, state: DesiredState, obs: Observations) -
 
 def _assemble(state: DesiredState, changes: list[tuple[DesiredService, Decision, PlanItem]],
               obs: Observations, options: PlanOptions, request: Request,
-              demoted: Mapping[str, list[str]]) -> Plan:
+              demoted: Mapping[str, list[str]], subjects: Mapping[tuple[str, str], str]) -> Plan:
     services: list[ServiceChange] = []
     chains: dict[str, list[Node]] = {}
     planners = ChainPlanners()
@@ -125,7 +140,9 @@ def _assemble(state: DesiredState, changes: list[tuple[DesiredService, Decision,
         runtime = obs.runtime.get(d.id)
         services.append(ServiceChange(
             id=d.id, action=action, reason=reason, requested_commit=d.requested_commit,
-            resolved_commit=d.resolved_commit, item=item, live=_live(runtime) if options.refresh else None,
+            resolved_commit=d.resolved_commit, item=item,
+            live=_live(runtime, subjects.get((d.repo, runtime.live_commit or "")) if runtime else None)
+            if options.refresh else None,
             drift=decision.drift, blocked=blocked))
         if action is Action.DEPLOY:
             artifact = obs.artifacts.get(d.id)
@@ -157,11 +174,12 @@ def _prerequisites(state: DesiredState, chains: Mapping[str, list[Node]]) -> lis
             for name in needed]
 
 
-def _live(runtime: RuntimeState | None) -> LiveSummary | None:
+def _live(runtime: RuntimeState | None, subject: str | None) -> LiveSummary | None:
     if runtime is None:
         return None
     h = runtime.health
     return LiveSummary(target=runtime.target, presence=runtime.presence, image=runtime.image,
                        commit=runtime.live_commit, fingerprint=runtime.fingerprint,
                        health=None if h is None else LiveHealth(reachable=h.reachable, status=h.status,
-                                                                deploy_commit=h.deploy_commit))
+                                                                deploy_commit=h.deploy_commit),
+                       subject=subject)

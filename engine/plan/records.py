@@ -88,3 +88,4 @@ class LiveSummary:
     commit: str | None
     fingerprint: str | None
     health: LiveHealth | None
+    subject: str | None = None  # the live commit's subject line, for the reviewer (K5); apply never reads it

@@ -1,11 +1,11 @@
-"""Human renderings of a plan: text for a terminal, markdown for pull-request comments (K5),
-and the DAG as Graphviz dot, SVG or a self-contained HTML page.
+"""Human renderings of a plan: text for a terminal, and the DAG as Graphviz dot, SVG or a
+self-contained HTML page. The markdown for pull-request comments (K5) is `engine.plan.pr_comment`.
 
 Every string in a plan may be hostile (issue 9): a plan file with a recomputed digest is accepted,
 so service ids, reasons, node ids, providers, hosts and guardrail findings are shown, never obeyed.
 Each rendering escapes them for its own syntax: control characters become visible escapes
-(`printable`), dot uses generated node names with quoted, escaped labels, markdown cells are
-backslash- and entity-escaped, and HTML is `html.escape`d.
+(`printable`), dot uses generated node names with quoted, escaped labels, and HTML is
+`html.escape`d.
 
 Size limits (issue 9): svg and html run a Graphviz layout, which is superlinear in the graph, so
 they refuse a plan above `MAX_LAYOUT_NODES` nodes or `MAX_LAYOUT_EDGES` edges (`input-too-large`)
@@ -16,18 +16,15 @@ linear in the plan, with long fields clipped.
 from __future__ import annotations
 
 import html
-import re
 import shutil
 import subprocess
-from collections.abc import Iterable
 from typing import Any
 
 from udeploy.engine.errors import InputTooLarge, UdeployError
-from udeploy.engine.plan.model import Action, Plan, ServiceChange
+from udeploy.engine.plan.model import Action, Plan
 from udeploy.engine.plan.records import EnvManifest
 
 SYMBOL = {Action.DEPLOY: "~", Action.NOOP: "=", Action.UNSUPPORTED: "!", Action.BLOCKED: "x", Action.GATED: "?"}
-GITHUB_COMMENT_LIMIT = 65536
 MAX_LAYOUT_NODES = 2000  # measured: a 2,000-node, 4,000-edge random DAG lays out in about 5 s
 MAX_LAYOUT_EDGES = 4000
 LAYOUT_TIMEOUT_SECONDS: float = 60
@@ -90,100 +87,6 @@ def to_text(plan: Plan) -> str:
     if not plan.refreshed:
         lines.append("Note: planned without reading live state (--no-refresh).")
     return "\n".join(lines) + "\n"
-
-
-# --- markdown -------------------------------------------------------------------------------------
-
-MD_BACKSLASHED = re.compile(r"([\\`*_\[\]|~$])")  # inline markdown syntax (and GitHub math)
-MD_ENTITIES = {"&": "&amp;", "<": "&lt;", ">": "&gt;"}  # raw HTML (`</details>`, `<!--`, `<img`) stays text
-MD_REFERENCE = re.compile(r"([@#])(?=[\w-])")
-MD_CODE_SAFE = re.compile(r"[A-Za-z0-9._/@:+=-]*")  # shown as a `code span` only when nothing in it is syntax
-
-
-def md_text(value: Any) -> str:
-    """A value as literal markdown text for one table cell or list item: one line, no raw HTML."""
-    text = MD_BACKSLASHED.sub(r"\\\1", printable(str(value)))
-    text = re.sub(r"[&<>]", lambda m: MD_ENTITIES[m.group()], text)
-    # GitHub links `@user`, `@org/team` and `#123` in comment text: a word joiner keeps them inert.
-    return MD_REFERENCE.sub("\\1\u2060", text)
-
-
-def md_code(value: Any) -> str:
-    text = str(value)
-    return f"`{text}`" if text and MD_CODE_SAFE.fullmatch(text) else md_text(text)
-
-
-def _md_row(s: ServiceChange, cap: int) -> str:
-    kind = s.item.artifact_consumer.consumer_kind
-    blocked = str(s.blocked) if s.blocked else ""
-    cells = [md_code(clip(s.id, cap)), f"**{s.action.value}**", md_code(s.resolved_commit[:12]),
-             md_text(clip(str(kind), cap)), md_text(clip(str(blocked), cap)), md_text(clip(s.reason, cap))]
-    return "| " + " | ".join(cells) + " |"
-
-
-def _md_row_within(s: ServiceChange, budget: int) -> str:
-    """The service's table row, its hostile cells clipped until the row fits `budget`: cells are
-    cut, never the row, so the table keeps its columns."""
-    row = _md_row(s, cap := budget)
-    while len(row) >= budget and cap > 0:
-        cap //= 2
-        row = _md_row(s, cap)
-    return row
-
-
-def _md_tail(plan: Plan, budget: int) -> str:
-    findings = failed_guardrails(plan)
-    lines = ["", "**Guardrails:** " + (f"{len(findings)} finding(s)" if findings else
-                                       f"all {len(plan.guardrails)} passed")]
-    size = sum(len(line) + 1 for line in lines)
-    for i, finding in enumerate(findings):
-        line = "- " + md_text(clip(finding, FIELD_CLIP))
-        if size + len(line) + 1 > budget - 80:  # keep room for the "more" line
-            lines.append(f"- … and {len(findings) - i} more (see `udeploy show --format json`)")
-            break
-        lines.append(line)
-        size += len(line) + 1
-    return "\n".join(lines)
-
-
-def to_markdown_parts(plan: Plan, max_chars: int = GITHUB_COMMENT_LIMIT) -> list[str]:
-    """The plan as one or more PR comments, each at most `max_chars` and each well-formed on its own:
-    the one-line summary outside a collapsible block, table rows never split, every block closed."""
-    summary = summary_line(plan)  # once: it counts every service
-    where = md_text(_where(plan))
-    head = f"**udeploy plan** — {summary}\n\n{where}\n"
-    table_head = ["| service | action | commit | consumer | blocked | reason |",
-                  "|---|---|---|---|---|---|"]
-    tail = _md_tail(plan, max_chars // 4)
-    # Room for the title (longest form), the details wrapper, the table head and the guardrail tail.
-    fixed = len(head) + 120 + sum(len(r) + 1 for r in table_head) + len(tail) + 80
-    if max_chars - fixed <= 200:
-        raise ValueError(f"--max-comment-chars {max_chars} is too small for one plan comment")
-    budget = max_chars - fixed
-    chunks = list(_chunk((_md_row_within(s, budget) for s in plan.services), budget))
-    total = len(chunks)
-    parts: list[str] = []
-    for i, chunk in enumerate(chunks, 1):
-        title = head if i == 1 else f"**udeploy plan** (part {i}/{total}) — {summary}\n"
-        if total > 1 and i == 1:
-            title = f"**udeploy plan** (part 1/{total}) — {summary}\n\n{where}\n"
-        body = "\n".join(table_head + chunk)
-        extra = tail if i == total else ""
-        parts.append(f"{title}\n<details><summary>Services ({len(chunk)})</summary>\n\n{body}\n{extra}\n\n</details>\n")
-    return parts
-
-
-def _chunk(rows: Iterable[str], budget: int) -> Iterable[list[str]]:
-    """Rows grouped so each group's text fits `budget`; a row is never split."""
-    chunk: list[str] = []
-    size = 0
-    for row in rows:
-        if chunk and size + len(row) + 1 > budget:
-            yield chunk
-            chunk, size = [], 0
-        chunk.append(row)
-        size += len(row) + 1
-    yield chunk
 
 
 # --- the step DAG ---------------------------------------------------------------------------------

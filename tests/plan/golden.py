@@ -47,3 +47,19 @@ def assert_golden(case: str, actual: Any) -> None:
         diff = "".join(difflib.unified_diff(expected.splitlines(True), rendered.splitlines(True),
                                             "expected", "actual", n=2))
         raise AssertionError(f"{path} differs (UDEPLOY_UPDATE_GOLDEN=1 rewrites it):\n{diff[:8000]}")
+
+
+def assert_golden_text(case: str, name: str, actual: str) -> None:
+    """Like `assert_golden`, for a rendering kept as text (a PR comment is read as markdown)."""
+    path = CASES / case / name
+    if os.environ.get("UDEPLOY_UPDATE_GOLDEN") or not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(actual)
+        if not os.environ.get("UDEPLOY_UPDATE_GOLDEN"):
+            raise AssertionError(f"wrote a new golden file {path}; review it and run again")
+        return
+    expected = path.read_text()
+    if actual != expected:
+        diff = "".join(difflib.unified_diff(expected.splitlines(True), actual.splitlines(True),
+                                            "expected", "actual", n=2))
+        raise AssertionError(f"{path} differs (UDEPLOY_UPDATE_GOLDEN=1 rewrites it):\n{diff[:8000]}")

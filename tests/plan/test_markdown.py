@@ -18,7 +18,7 @@ from tests.plan.plan_values import SHA, env_manifest, environment, item, request
 from udeploy.engine.cli import app
 from udeploy.engine.plan.model import Action, Blocked, BlockedReason, Plan, ServiceChange
 from udeploy.engine.plan.planfile import write_plan
-from udeploy.engine.plan.render import summary_line, to_markdown_parts
+from udeploy.engine.plan.pr_comment import result_line, to_markdown_parts
 
 ITEM = item(allowed=True)
 
@@ -40,9 +40,12 @@ def plan_of(n: int) -> Plan:
 
 
 def well_formed(part: str) -> None:
+    marker, title = part.splitlines()[:2]
+    assert marker == "<!-- udeploy plan env=dev -->"  # on every part: the bot's handle
+    assert title.startswith("**udeploy plan for `dev`** — ")
     assert part.count("<details>") == part.count("</details>") == 1
-    assert part.index("**udeploy plan**") < part.index("<details>")  # summary outside the block
-    assert part.count("```") % 2 == 0
+    assert part.index(title) < part.index("<details>")  # the result outside the block
+    assert part.count("```diff") == part.count("```") / 2  # every diff block closed in its part
     for line in part.splitlines():
         if line.startswith("| `svc-"):
             assert line.endswith("|") and len(re.findall(r"(?<!\\)\|", line)) == 7
@@ -55,7 +58,7 @@ def test_K5_300_services_split_under_the_limit(limit: int) -> None:
     assert all(len(p) <= limit for p in parts)
     for p in parts:
         well_formed(p)
-        assert summary_line(plan) in p
+        assert result_line(plan) in p
     rows = [line for p in parts for line in p.splitlines() if line.startswith("| `svc-")]
     assert len(rows) == 300 and len(set(rows)) == 300  # every service once, none split
     if len(parts) > 1:
@@ -64,8 +67,8 @@ def test_K5_300_services_split_under_the_limit(limit: int) -> None:
 
 def test_K5_small_plan_is_one_comment_with_a_one_line_summary() -> None:
     [part] = to_markdown_parts(plan_of(5))
-    first = part.splitlines()[0]
-    assert first.startswith("**udeploy plan**") and "to deploy" in first and "unchanged" in first
+    title = part.splitlines()[1]
+    assert title == "**udeploy plan for `dev`** — 1 to deploy, 1 unchanged, 1 blocked, 1 gated, 1 unsupported"
 
 
 def test_issue9_K5_20000_services_at_1000_chars_every_service_once_in_well_formed_parts() -> None:
@@ -108,3 +111,35 @@ def test_issue9_show_markdown_through_the_cli_keeps_every_row(tmp_path: Path) ->
     parts = json.loads(result.stdout)["parts"]
     assert all(len(p) <= 1000 for p in parts)
     assert sum(line.startswith("| `svc-") for p in parts for line in p.splitlines()) == 300
+
+
+def test_issue14_hostile_subjects_images_and_hosts_stay_inside_their_diff_block() -> None:
+    """Commit subjects (anyone who can commit writes them), images, hosts and live values land inside a
+    ```diff block: each is one printable line after a fixed `- label `, so none closes the fence, and
+    the comment renders no element but its own; the marker's scope cannot end its HTML comment."""
+    from markdown_it import MarkdownIt
+
+    from tests.plan.test_pr_comment_golden import compose_item, live
+    from tests.untrusted.test_render_escaping import HOSTILE, Elements
+
+    hostile = [*HOSTILE, "```\n</details>\n# heading", "\n```diff\n+ injected"]
+    services = []
+    for i, text in enumerate(hostile):
+        it = compose_item(f"svc-{i}", text)
+        it = attrs.evolve(it, target=attrs.evolve(it.target, host=text),
+                          artifact_consumer=attrs.evolve(it.artifact_consumer, registry_image=text))
+        services.append(ServiceChange(id=f"svc-{i}", action=Action.DEPLOY, reason=text, requested_commit=SHA,
+                                      resolved_commit=SHA, item=it,
+                                      live=attrs.evolve(live(f"svc-{i}", text), image=text, target=text)))
+    plan = attrs.evolve(plan_of(0), services=tuple(services), environment=environment("dev --> <b>x</b>"))
+    [part] = to_markdown_parts(plan)
+    assert part.splitlines()[0] == "<!-- udeploy plan env=dev%20-%2D%3E%20%3Cb%3Ex%3C%2Fb%3E -->"
+    fences = [t for t in MarkdownIt("commonmark").enable("table").parse(part) if t.type == "fence"]
+    assert len(fences) == len(hostile) and all(t.info == "diff" for t in fences)
+    for fence in fences:
+        assert all(line[:2] in ("- ", "+ ", "  ", "# ") for line in fence.content.splitlines())
+    parsed = Elements()
+    parsed.feed(MarkdownIt("commonmark").enable("table").render(part))
+    assert set(parsed.tags) <= {"p", "strong", "details", "summary", "table", "thead", "tbody", "tr", "th", "td",
+                                "code", "ul", "li", "pre"}
+    assert parsed.tags.count("details") == 1 and parsed.tags.count("pre") == len(hostile)

@@ -54,3 +54,26 @@ def test_what_is_not_a_blob_fails_as_before(sample: SampleRepo, tmp_path: Path, 
         provider.read(sample.url, commit, path)
     assert caught.value.path == path
     assert provider.read(sample.url, commit, "deploy.json").data  # the batch is still in step afterwards
+
+
+def test_subjects_match_git_log_in_one_batch_and_leave_out_what_is_not_a_commit(
+        sample: SampleRepo, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """K5: the PR comment's diff names each commit by its subject; one cat-file batch reads them all."""
+    multi = sample.commit_change("VERSION-notes", "x\n", "first line\nsecond line\n\nbody paragraph")
+    provider = GitProvider(cache_dir=tmp_path / "cache")
+    head = provider.ref_commit(sample.url, "origin/master")
+    commits = [*sample.commits.values(), multi]
+    started: list[Any] = []
+    real_popen = subprocess.Popen
+
+    def counting_popen(args: Any, *rest: Any, **kwargs: Any) -> Any:
+        started.append(args)
+        return real_popen(args, *rest, **kwargs)
+
+    tree = _git(sample, "rev-parse", f"{head}^{{tree}}").decode().strip()
+    monkeypatch.setattr(subprocess, "Popen", counting_popen)
+    got = provider.subjects(sample.url, [*commits, *commits, tree, "0" * 40, head[:7]])
+    expected = {c: _git(sample, "log", "-1", "--format=%s", c).decode().rstrip("\n") for c in commits}
+    assert got == expected
+    assert got[multi] == "first line second line"
+    assert sum("cat-file" in args for args in started) == 1
