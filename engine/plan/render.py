@@ -198,7 +198,7 @@ def dot_label(*lines: str) -> str:
 
 
 # Fill colours of the DAG's nodes, by paint key: a plan paints each node with its service's action,
-# a job with the node's state. The keys are fixed here (never plan text): they also name CSS classes.
+# a job with the node's state. The keys are fixed here (never plan text): the page's CSS classes too.
 FILL = {
     Action.DEPLOY.value: "#bfdbfe", Action.NOOP.value: "#e5e7eb", Action.UNSUPPORTED.value: "#fed7aa",
     Action.BLOCKED.value: "#fecaca", Action.GATED.value: "#e9d5ff", "prerequisite": "#fef9c3",
@@ -230,8 +230,8 @@ def dot_names(plan: Plan) -> dict[str, str]:
 
 
 def to_dot(plan: Plan, paint: dict[str, str] | None = None) -> str:
-    """The DAG in DOT, each node filled by its paint key (default: its service's action) and carrying
-    its generated name as SVG id and the key as SVG class; nothing from the plan but quoted labels."""
+    """The DAG in DOT, each node filled by its paint key's colour (default: its service's action) and
+    carrying its generated name as SVG id; nothing from the plan but quoted labels."""
     names = dot_names(plan)
     paint = action_paint(plan) if paint is None else paint
     lines = ["digraph udeploy {", "  rankdir=LR;", "  nodesep=0.15; ranksep=0.35;",
@@ -242,8 +242,8 @@ def to_dot(plan: Plan, paint: dict[str, str] | None = None) -> str:
             declared.add(n.id)
             key = paint.get(n.id, PREREQUISITE)
             key = key if key in FILL else PREREQUISITE  # only FILL's own keys reach the DOT text
-            lines.append(f"  {names[n.id]} [label={dot_label(n.id, node_where(n))}, id={names[n.id]}, "
-                         f'class="p-{key}", fillcolor="{FILL[key]}"];')
+            lines.append(f'  {names[n.id]} [label={dot_label(n.id, node_where(n))}, id={names[n.id]}, '
+                         f'fillcolor="{FILL[key]}"];')
     for node_id in [i for i in names if i not in declared]:  # an edge end the plan declares no node for
         lines.append(f'  {names[node_id]} [label={dot_label(node_id)}, id="{names[node_id]}", style=dashed];')
     lines += [f"  {names[a]} -> {names[b]};" for a, b in plan.edges]
