@@ -66,7 +66,7 @@ def check_dom_and_details(page: Page, plan_path: Path) -> dict[str, str]:
     assert len(shown) == 1 and shown[0].startswith(registry["id"])
     facts = shown[0].split("params")[0]
     assert "registry" in facts and "host" not in facts, "a registry step shows its provider alone"
-    assert page.evaluate("document.getElementById('n%d').classList.contains('selected')" % index)
+    assert page.evaluate(f"document.getElementById('n{index}').classList.contains('selected')")
     return {"details": shown[0]}
 
 

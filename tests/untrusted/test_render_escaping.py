@@ -25,6 +25,7 @@ from tests.plan.plan_values import SHA, env_manifest, environment, item, request
 from udeploy.engine.apply.state import LocalState
 from udeploy.engine.cli import app
 from udeploy.engine.errors import Diagnostic, Severity
+from udeploy.engine.plan import page
 from udeploy.engine.plan.model import (
     Action,
     Blocked,
@@ -35,7 +36,6 @@ from udeploy.engine.plan.model import (
     ServiceChange,
     StepKind,
 )
-from udeploy.engine.plan import page
 from udeploy.engine.plan.planfile import canonical, to_document, write_plan
 from udeploy.engine.plan.render import FILL, printable, to_markdown_parts
 
@@ -181,8 +181,8 @@ PAGE_TAGS = {"html", "head", "meta", "title", "style", "body", "header", "h1", "
              "strong", "ul", "li", "main", "section", "div", "button", "aside", "dl", "dt", "dd", "table", "thead",
              "tbody", "tr", "th", "td", "script", "svg", "g", "path", "polygon", "text"}
 PAGE_IDS = re.compile(r"n\d+|d-n\d+|graph0|edge\d+|dag|details|detail-none|zoom-(in|out|fit)")
-PAGE_CLASSES = {"meta", "chip", "chips", "badge", "card", "toolbar", "legend", "dag-wrap", "detail", "params", "warn", "id",
-                "sha", "nowrap", "graph", "node", "edge"} | {f"p-{k}" for k in FILL}
+PAGE_CLASSES = {"meta", "chip", "chips", "badge", "card", "toolbar", "legend", "dag-wrap", "detail", "params",
+                "warn", "id", "sha", "nowrap", "graph", "node", "edge"} | {f"p-{k}" for k in FILL}
 
 
 def check_page(text: str, plan: Plan, strings: list[str]) -> Elements:
