@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import shutil
+import signal
 import struct
 import subprocess
 import tempfile
@@ -114,8 +116,9 @@ def chromium(width: int = 1400, height: int = 900) -> Iterator[Page]:
     binary = chromium_path()
     assert binary, "chromium is not installed (scripts/lab up installs it)"
     with tempfile.TemporaryDirectory(prefix="udeploy-chromium-") as profile:
+        # its own process group: the browser's helpers (zygote, renderers, crashpad) end with it
         proc = subprocess.Popen([binary, *FLAGS, f"--user-data-dir={profile}", "about:blank"],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True)
         try:
             port = _devtools_port(Path(profile), proc)
             page = Page(_page_target(port))
@@ -128,14 +131,31 @@ def chromium(width: int = 1400, height: int = 900) -> Iterator[Page]:
             finally:
                 page.ws.close()
         finally:
-            proc.terminate()
+            _end_group(proc)
+
+
+def _end_group(proc: subprocess.Popen[bytes]) -> None:
+    """End the browser and every helper in its process group, so none writes into the profile while
+    it is removed."""
+    for sig, wait in ((signal.SIGTERM, 10.0), (signal.SIGKILL, 10.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            break
+        deadline = time.monotonic() + wait
+        while time.monotonic() < deadline:
+            proc.poll()  # reap the leader, or the group never empties
             try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            if proc.stderr:
-                proc.stderr.close()
+                os.killpg(proc.pid, 0)
+            except ProcessLookupError:
+                break
+            time.sleep(0.05)
+        else:
+            continue
+        break
+    proc.wait()
+    if proc.stderr:
+        proc.stderr.close()
 
 
 def open_page(page: Page, path: Path) -> None:
