@@ -8,6 +8,7 @@ Progress goes to stderr (`engine/cli/progress_view.py`); stdout carries the one 
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -15,6 +16,7 @@ from typing import Annotated
 
 import typer
 
+from udeploy.engine.apply.job_page import job_with_plan
 from udeploy.engine.apply.job_status import TAIL_BYTES_MAX, follow_job, job_status_doc
 from udeploy.engine.apply.jobs import check_job_id, default_state_dir
 from udeploy.engine.apply.state import open_state
@@ -37,6 +39,7 @@ from udeploy.engine.errors import ExitCode, UsageError
 from udeploy.engine.load.desired import Request
 from udeploy.engine.load.source import DEFAULT_REF
 from udeploy.engine.load.timeouts import from_cli
+from udeploy.engine.plan.page import job_paint, plan_page
 from udeploy.engine.state_api import StateBackend
 
 StateOpt = Annotated[Path | None, typer.Option("--state-dir", help="Where jobs and locks live (default .state, "
@@ -118,6 +121,33 @@ def job_status(
                 doc = follow_job(where, job_id, tail_bytes, backend, progress)
         emit(doc)
         return int(ExitCode.OK) if doc["state"] == "succeeded" else int(ExitCode.ERROR)
+
+    guarded(run)
+
+
+@job_app.command("show")
+def job_show(
+    job: Annotated[str, typer.Argument(help="The job id apply printed.")],
+    fmt: Annotated[str, typer.Option("--format", help="json (the job's node states and where its plan was "
+                                     "found) or html (the plan page, steps coloured by node state).")] = "json",
+    plan: Annotated[Path | None, typer.Option("--plan", help="The job's plan file, when it is not where the job "
+                                              "recorded it (digest-checked).")] = None,
+    state_dir: StateOpt = None, state_url: StateUrlOpt = None,
+) -> None:
+    """A job with its plan: the plan page, steps coloured succeeded / failed / skipped / not reached."""
+
+    def run() -> int:
+        if fmt not in ("json", "html"):
+            raise UsageError(f"--format must be json or html, not {fmt!r}", path="--format")
+        where = state_dir or default_state_dir()
+        with _backend(where, state_url) as backend:
+            p, view = job_with_plan(backend, where, job, plan)
+        if fmt == "html":
+            sys.stdout.write(plan_page(p, view))
+        else:
+            emit({"jobId": view.job_id, "state": view.state, "plan": view.plan_source,
+                  "nodes": job_paint(p, view)})
+        return 0
 
     guarded(run)
 

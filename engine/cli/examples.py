@@ -24,6 +24,8 @@ EXAMPLES: dict[str, tuple[str, ...]] = {
               "udeploy apply --env dev --service backend-core --dry-run"),
     "job status": ("udeploy job status 20261130T120000Z-0a1b2c --follow",
                    "udeploy job status 20261130T120000Z-0a1b2c --tail-bytes 4096"),
+    "job show": ("udeploy job show 20261130T120000Z-0a1b2c --format html > job.html",
+                 "udeploy job show 20261130T120000Z-0a1b2c --plan plan.json --format html > job.html"),
     "job list": ("udeploy job list",
                  "udeploy job list --state-url postgresql://udeploy@db.example/udeploy"),
     "lock status": ("udeploy lock status --env dev",),

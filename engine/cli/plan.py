@@ -37,7 +37,7 @@ from udeploy.engine.load.desired import Request
 from udeploy.engine.load.input_files import check_writable_target
 from udeploy.engine.load.source import DEFAULT_REF
 from udeploy.engine.load.timeouts import from_cli
-from udeploy.engine.plan import render
+from udeploy.engine.plan import page, render
 from udeploy.engine.plan.guardrails import REGISTRY
 from udeploy.engine.plan.model import Plan
 from udeploy.engine.plan.planfile import encode, read_plan, save, to_document
@@ -149,7 +149,8 @@ def show(
     guarded(run)
 
 
-GRAPH_FORMAT_HELP = ("dot (default, any size), svg (needs Graphviz) or html (an SVG page). svg and html refuse "
+GRAPH_FORMAT_HELP = ("dot (default, any size), svg (needs Graphviz) or html (a self-contained page: summary, "
+                     "services, the DAG coloured by action, node details). svg and html refuse "
                      f"a plan above {render.MAX_LAYOUT_NODES} nodes or {render.MAX_LAYOUT_EDGES} edges "
                      "(input-too-large): Graphviz layout is superlinear.")
 
@@ -165,8 +166,7 @@ def graph(plan_file: PlanArg, fmt: Annotated[str, typer.Option("--format", help=
         if fmt == "dot":
             sys.stdout.write(render.to_dot(p))
         else:
-            svg = render.to_svg(p, fmt)
-            sys.stdout.write(svg if fmt == "svg" else render.to_html(p, svg))
+            sys.stdout.write(render.to_svg(p) if fmt == "svg" else page.plan_page(p))
         return 0
 
     guarded(run)

@@ -223,6 +223,8 @@ def load_documents(data: bytes, source: str) -> Iterator[tuple[int, Any]]:
     try:
         _check_budget(data, source)
     except yaml.YAMLError as exc:
+        if "nesting depth" in str(getattr(exc, "problem", "")):  # libyaml's own depth limit (newer builds)
+            raise InputTooLarge(f"{source} nests deeper than {MAX_DEPTH} levels", path=source) from exc
         raise ManifestInvalid(f"{source} is not valid YAML: {exc}", path=source) from exc
     loader = _ManifestLoader(data)
     try:

@@ -1,13 +1,14 @@
-"""Human renderings of a plan: text for a terminal, and the DAG as Graphviz dot, SVG or a
-self-contained HTML page. The markdown for pull-request comments (K5) is `engine.plan.pr_comment`.
+"""Human renderings of a plan: text for a terminal, and the DAG as Graphviz dot or SVG
+(`engine.plan.page` builds the HTML page around the SVG). The markdown for pull-request comments
+(K5) is `engine.plan.pr_comment`.
 
 Every string in a plan may be hostile (issue 9): a plan file with a recomputed digest is accepted,
 so service ids, reasons, node ids, providers, hosts and guardrail findings are shown, never obeyed.
 Each rendering escapes them for its own syntax: control characters become visible escapes
-(`printable`), dot uses generated node names with quoted, escaped labels, and HTML is
-`html.escape`d.
+(`printable`) and dot uses generated node names with quoted, escaped labels (the HTML page,
+`engine.plan.page`, is `html.escape`d).
 
-Size limits (issue 9): svg and html run a Graphviz layout, which is superlinear in the graph, so
+Size limits (issue 9): svg and the html page run a Graphviz layout, which is superlinear in the graph, so
 they refuse a plan above `MAX_LAYOUT_NODES` nodes or `MAX_LAYOUT_EDGES` edges (`input-too-large`)
 and stop a layout after `LAYOUT_TIMEOUT_SECONDS`; dot output has no limit. Text and markdown are
 linear in the plan, with long fields clipped.
@@ -15,13 +16,12 @@ linear in the plan, with long fields clipped.
 
 from __future__ import annotations
 
-import html
 import shutil
 import subprocess
 from typing import Any
 
 from udeploy.engine.errors import InputTooLarge, UdeployError
-from udeploy.engine.plan.model import Action, Plan
+from udeploy.engine.plan.model import Action, Node, Plan
 from udeploy.engine.plan.records import EnvManifest
 
 SYMBOL = {Action.DEPLOY: "~", Action.NOOP: "=", Action.UNSUPPORTED: "!", Action.BLOCKED: "x", Action.GATED: "?"}
@@ -101,26 +101,55 @@ def dot_label(*lines: str) -> str:
     return '"' + "\\n".join(escaped) + '"'
 
 
-def _dot_names(plan: Plan) -> dict[str, str]:
+# Fill colours of the DAG's nodes, by paint key: a plan paints each node with its service's action,
+# a job with the node's state. The keys are fixed here (never plan text): the page's CSS classes too.
+FILL = {
+    Action.DEPLOY.value: "#bfdbfe", Action.NOOP.value: "#e5e7eb", Action.UNSUPPORTED.value: "#fed7aa",
+    Action.BLOCKED.value: "#fecaca", Action.GATED.value: "#e9d5ff", "prerequisite": "#fef9c3",
+    "succeeded": "#bbf7d0", "failed": "#fca5a5", "skipped": "#fde68a", "running": "#93c5fd",
+    "not-reached": "#f3f4f6",
+}
+PREREQUISITE = "prerequisite"  # a node of no planned service (prerequisite/<name>)
+
+
+def node_where(node: Node) -> str:
+    """Where a node runs: `provider@host`, or the provider alone for a node of no host (registry)."""
+    return f"{node.provider}@{node.host}" if node.host else node.provider
+
+
+def action_paint(plan: Plan) -> dict[str, str]:
+    """Each node's paint key: its service's action, or `prerequisite` for a node of no planned service."""
+    actions = {s.id: s.action.value for s in plan.services}
+    return {n.id: actions.get(n.service or "", PREREQUISITE) if n.service else PREREQUISITE for n in plan.nodes}
+
+
+def dot_names(plan: Plan) -> dict[str, str]:
     """A generated DOT name per distinct node id (edge ends outside `nodes` included): plan ids
-    never appear as DOT names, so no id can add a node, an edge or an attribute."""
+    never appear as DOT names, so no id can add a node, an edge or an attribute. The names are
+    also the SVG element ids the plan page refers to."""
     names: dict[str, str] = {}
     for node_id in [n.id for n in plan.nodes] + [end for edge in plan.edges for end in edge]:
         names.setdefault(node_id, f"n{len(names)}")
     return names
 
 
-def to_dot(plan: Plan) -> str:
-    names = _dot_names(plan)
-    lines = ["digraph udeploy {", "  rankdir=LR;", '  node [shape=box, fontname="monospace"];']
+def to_dot(plan: Plan, paint: dict[str, str] | None = None) -> str:
+    """The DAG in DOT, each node filled by its paint key's colour (default: its service's action) and
+    carrying its generated name as SVG id; nothing from the plan but quoted labels."""
+    names = dot_names(plan)
+    paint = action_paint(plan) if paint is None else paint
+    lines = ["digraph udeploy {", "  rankdir=LR;", "  nodesep=0.15; ranksep=0.35;",
+             '  node [shape=box, style="rounded,filled", fontname="monospace", fontsize=10, fillcolor="#ffffff"];']
     declared: set[str] = set()
     for n in plan.nodes:
         if n.id not in declared:
             declared.add(n.id)
-            label = dot_label(n.id, f"{n.provider}@{n.host or '-'}")
-            lines.append(f"  {names[n.id]} [label={label}];")
+            key = paint.get(n.id, PREREQUISITE)
+            key = key if key in FILL else PREREQUISITE  # only FILL's own keys reach the DOT text
+            lines.append(f'  {names[n.id]} [label={dot_label(n.id, node_where(n))}, id={names[n.id]}, '
+                         f'fillcolor="{FILL[key]}"];')
     for node_id in [i for i in names if i not in declared]:  # an edge end the plan declares no node for
-        lines.append(f"  {names[node_id]} [label={dot_label(node_id)}, style=dashed];")
+        lines.append(f'  {names[node_id]} [label={dot_label(node_id)}, id="{names[node_id]}", style=dashed];')
     lines += [f"  {names[a]} -> {names[b]};" for a, b in plan.edges]
     lines.append("}")
     return "\n".join(lines) + "\n"
@@ -138,14 +167,14 @@ def check_layout_size(plan: Plan, fmt: str) -> None:
                      "maxNodes": MAX_LAYOUT_NODES, "maxEdges": MAX_LAYOUT_EDGES})
 
 
-def to_svg(plan: Plan, fmt: str = "svg") -> str:
-    """The DAG laid out by Graphviz `dot`, bounded in size and time."""
+def to_svg(plan: Plan, fmt: str = "svg", paint: dict[str, str] | None = None) -> str:
+    """The DAG laid out by Graphviz `dot`, bounded in size and time (`paint`: as `to_dot`)."""
     check_layout_size(plan, fmt)
     if not shutil.which("dot"):
         raise UdeployError("`dot` (Graphviz) is not installed: apt-get install graphviz, or use --format dot",
                            path="--format")
     try:
-        done = subprocess.run(["dot", "-Tsvg"], input=to_dot(plan).encode(), capture_output=True,
+        done = subprocess.run(["dot", "-Tsvg"], input=to_dot(plan, paint).encode(), capture_output=True,
                               timeout=LAYOUT_TIMEOUT_SECONDS, check=False)
     except subprocess.TimeoutExpired as exc:
         raise InputTooLarge(f"Graphviz did not lay the graph out within {LAYOUT_TIMEOUT_SECONDS} s; "
@@ -154,20 +183,3 @@ def to_svg(plan: Plan, fmt: str = "svg") -> str:
         why = shown(done.stderr.decode(errors="replace").strip(), 300)
         raise UdeployError(f"Graphviz dot failed (exit {done.returncode}): {why}", path="--format")
     return done.stdout.decode(errors="replace")
-
-
-def to_html(plan: Plan, svg: str | None = None) -> str:
-    """One self-contained page: the CSP forbids scripts and every fetch, whatever the content."""
-    body = _inline_svg(svg) if svg else "<pre>" + html.escape(to_dot(plan)) + "</pre>"
-    csp = "default-src 'none'; style-src 'unsafe-inline'"
-    return (f"<!doctype html><html><head><meta charset='utf-8'>"
-            f"<meta http-equiv='Content-Security-Policy' content=\"{csp}\">"
-            f"<title>udeploy plan graph</title></head><body>"
-            f"<h1>udeploy plan</h1><p>{html.escape(summary_line(plan))}</p><p>{html.escape(_where(plan))}</p>"
-            f"{body}</body></html>\n")
-
-
-def _inline_svg(svg: str) -> str:
-    """Graphviz's SVG without its XML prolog and DOCTYPE, which have no place inside HTML."""
-    start = svg.find("<svg")
-    return svg[start:] if start >= 0 else html.escape(svg)

@@ -3,10 +3,11 @@ is accepted), so each rendering shows it as text and never lets it add structure
 edges, SVG/HTML elements, markdown table cells, or terminal control sequences.
 
 Each test reads the rendering back with a real parser: Graphviz (`dot -Tjson`), an XML parser for
-SVG, `html.parser` for the HTML page, markdown-it (CommonMark + GFM tables) for PR comments."""
+SVG, `html.parser` for the HTML plan and job pages, markdown-it (CommonMark + GFM tables) for PR comments."""
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import html
 import json
@@ -21,8 +22,10 @@ from markdown_it import MarkdownIt
 from typer.testing import CliRunner
 
 from tests.plan.plan_values import SHA, env_manifest, environment, item, request
+from udeploy.engine.apply.state import LocalState
 from udeploy.engine.cli import app
 from udeploy.engine.errors import Diagnostic, Severity
+from udeploy.engine.plan import page
 from udeploy.engine.plan.model import (
     Action,
     Blocked,
@@ -35,7 +38,7 @@ from udeploy.engine.plan.model import (
 )
 from udeploy.engine.plan.planfile import canonical, to_document, write_plan
 from udeploy.engine.plan.pr_comment import to_markdown_parts
-from udeploy.engine.plan.render import printable
+from udeploy.engine.plan.render import FILL, printable
 
 ITEM = item(allowed=True)
 
@@ -154,35 +157,91 @@ class Elements(HTMLParser):
         self.attrs: list[tuple[str, str | None]] = []
         self.comments: list[str] = []
         self.text: list[str] = []
+        self.raw: dict[str, list[str]] = {}  # the text of each script and style element
+        self._open: str | None = None
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         self.tags.append(tag)
         self.attrs += attrs
+        self._open = tag
+
+    def handle_endtag(self, tag: str) -> None:
+        self._open = None
 
     def handle_comment(self, data: str) -> None:
         self.comments.append(data)
 
     def handle_data(self, data: str) -> None:
-        self.text.append(data)
+        if self._open in ("script", "style"):
+            self.raw.setdefault(self._open, []).append(data)
+        else:
+            self.text.append(data)
+
+
+PAGE_TAGS = {"html", "head", "meta", "title", "style", "body", "header", "h1", "h2", "h3", "span", "p", "code",
+             "strong", "ul", "li", "main", "section", "div", "button", "aside", "dl", "dt", "dd", "table", "thead",
+             "tbody", "tr", "th", "td", "script", "svg", "g", "path", "polygon", "text"}
+PAGE_IDS = re.compile(r"n\d+|d-n\d+|graph0|edge\d+|dag|details|detail-none|zoom-(in|out|fit)")
+PAGE_CLASSES = {"meta", "chip", "chips", "badge", "card", "toolbar", "legend", "dag-wrap", "detail", "params",
+                "warn", "id", "sha", "nowrap", "graph", "node", "edge"} | {f"p-{k}" for k in FILL}
+
+
+def check_page(text: str, plan: Plan, strings: list[str]) -> Elements:
+    """The plan page holds only its own elements, ids, classes and script; every hostile string is text."""
+    parsed = Elements()
+    parsed.feed(text)
+    parsed.close()
+    assert set(parsed.tags) <= PAGE_TAGS, set(parsed.tags) - PAGE_TAGS
+    # exactly the module's own script and style, each allowed by its hash and nothing else
+    assert parsed.tags.count("script") == 1 and parsed.raw["script"] == [page.SCRIPT]
+    assert parsed.tags.count("style") == 1 and parsed.raw["style"] == [page.STYLE]
+    [csp] = [v for k, v in parsed.attrs if k == "content" and v and "default-src" in v]
+    assert csp == page.CSP and "default-src 'none'" in csp and "unsafe" not in csp
+    for body, directive in ((page.SCRIPT, "script-src"), (page.STYLE, "style-src")):
+        digest = base64.b64encode(hashlib.sha256(body.encode()).digest()).decode()
+        assert f"{directive} 'sha256-{digest}'" in csp
+    # nothing to fetch or run: no URL, no handler, no style attribute; ids and classes are generated
+    names = {k for k, _ in parsed.attrs}
+    assert not names & {"src", "href", "xlink:href", "action", "style", "srcdoc", "formaction"}
+    assert not [k for k in names if k.startswith("on")]
+    assert all(PAGE_IDS.fullmatch(v or "") for k, v in parsed.attrs if k == "id")
+    assert all(c in PAGE_CLASSES for k, v in parsed.attrs if k == "class" for c in (v or "").split())
+    assert all(re.fullmatch(r"(n\d+( n\d+)*)?", v or "") for k, v in parsed.attrs if k == "data-nodes")
+    # one graph node, one detail section per step; one row per service
+    n, e = len({node.id for node in plan.nodes}), len(plan.edges)
+    assert [v for k, v in parsed.attrs if k == "class"].count("node") == n
+    assert [v for k, v in parsed.attrs if k == "class"].count("edge") == e
+    assert [v for k, v in parsed.attrs if k == "class"].count("detail") == n
+    assert len([v for k, v in parsed.attrs if k == "data-nodes"]) == len(plan.services)
+    # Graphviz's comments name only the generated node names (n0, n1 -> n2), never a plan id
+    assert all(re.fullmatch(r"\s*(n\d+(&#45;&gt;n\d+)?|Title: udeploy Pages: 1)\s*", c) for c in parsed.comments)
+    shown = "".join(parsed.text)
+    assert all(printable(s) in shown for s in strings)
+    return parsed
 
 
 def test_issue9_html_page_has_no_injected_elements_and_stays_self_contained(hostile_file: Path) -> None:
-    code, page = udeploy("graph", str(hostile_file), "--format", "html")
+    code, text = udeploy("graph", str(hostile_file), "--format", "html")
     assert code == 0
-    parsed = Elements()
-    parsed.feed(page)
-    parsed.close()
-    n, e = len(HOSTILE), len(HOSTILE) - 1
-    expected = {"html": 1, "head": 1, "meta": 2, "title": 1 + 1 + n + e, "body": 1, "h1": 1, "p": 2,
-                "svg": 1, "g": 1 + n + e, "polygon": 1 + n + e, "path": e, "text": 2 * n}
-    assert {t: parsed.tags.count(t) for t in set(parsed.tags)} == expected
-    # Graphviz's comments name only the generated node names (n0, n1 -> n2), never a plan id
-    assert all(re.fullmatch(r"\s*(n\d+(&#45;&gt;n\d+)?|Title: udeploy Pages: 1)\s*", c) for c in parsed.comments)
-    # self-contained: nothing to fetch, and the CSP forbids it anyway
-    assert not [v for k, v in parsed.attrs if k in ("src", "href", "xlink:href", "action")]
-    assert "default-src 'none'" in page
-    shown = "".join(parsed.text)
-    assert all(printable(s) in shown for s in HOSTILE)
+    check_page(text, hostile_plan(), HOSTILE)
+
+
+def test_issue14_job_page_shows_a_hostile_job_record_as_text(hostile_file: Path, tmp_path: Path) -> None:
+    """The job record is as hostile as the plan: node messages, timestamps, states and the job's own
+    state are text; a state udeploy does not know reads as not reached."""
+    plan = hostile_plan()
+    state = tmp_path / "state"
+    job = LocalState(state).create_job(plan_digest=to_document(plan)["digest"], plan_file=str(hostile_file),
+                                       environment=HOSTILE[0], dry_run=False, nodes=[n.id for n in plan.nodes])
+    for i, s in enumerate(HOSTILE):
+        job.node(s, ["succeeded", "failed", "skipped", s][i % 4], message=f"message {s}")
+    job.finish(HOSTILE[6], {"services": []})
+    code, text = udeploy("job", "show", job.id, "--format", "html", "--state-dir", str(state))
+    assert code == 0, text
+    parsed = check_page(text, plan, HOSTILE + [f"message {s}" for s in HOSTILE])
+    assert printable(HOSTILE[6]) in "".join(parsed.text)
+    painted = [v for k, v in parsed.attrs if k == "class" and v and v.startswith("badge p-")]
+    assert "badge p-not-reached" in painted and not [v for v in painted if v[len("badge p-"):] not in FILL]
 
 
 def cells_per_row(part: str) -> list[int]:
