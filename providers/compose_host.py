@@ -50,6 +50,12 @@ from udeploy.providers.polling import poll
 
 HEALTH_TIMEOUT = 20.0  # a just-recreated container needs a moment before its health answers
 GAVE_UP = ("container exited", "container dead")
+# A batch asking for this many services of one Compose project or fewer (apply's one-service read
+# after each step, verify-live) lists only their containers: each costs one more list call, but the
+# daemon answers it with those services alone, where a project list carries every container of the
+# project (the whole fleet's share of the host) and made apply quadratic in fleet size. Past a few,
+# one project list is fewer round trips (over SSH each is a channel) for an answer that is needed anyway.
+OWN_READS_UP_TO = 4
 # Stamp steps of several services may run in parallel and read from the same git mirror cache; a
 # fetch into a bare mirror is not safe to run twice at once, so reads are serialized in-process.
 
@@ -88,9 +94,13 @@ class ComposeHostProvider:
 
     def observe(self, requests: Sequence[ObserveRequest], *, parallelism: int = 10) -> dict[str, RuntimeState]:
         """Lists the containers of each Compose project once, then inspects and reads health per
-        service, at most `parallelism` at a time."""
+        service, at most `parallelism` at a time. A project asked for at most `OWN_READS_UP_TO`
+        services lists only theirs (filtered by project and service), not the whole project."""
         targets = {r.service_id: self._compose_target(r) for r in requests}
-        projects = sorted({t.project for t in targets.values()})
+        asked: dict[str, int] = {}
+        for t in targets.values():
+            asked[t.project] = asked.get(t.project, 0) + 1
+        projects = sorted(p for p, n in asked.items() if n > OWN_READS_UP_TO)
         try:
             with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(requests)))) as pool:
                 listed = dict(zip(projects, pool.map(partial(facts.project_containers, self.shell), projects),
@@ -98,8 +108,11 @@ class ComposeHostProvider:
 
                 def read(request: ObserveRequest) -> RuntimeState:
                     t = targets[request.service_id]
-                    found = facts.listed_container(self.shell, t.project, t.service,
-                                                   listed[t.project].get(t.service, []))
+                    if t.project in listed:
+                        found = facts.listed_container(self.shell, t.project, t.service,
+                                                       listed[t.project].get(t.service, []))
+                    else:
+                        found = facts.service_container(self.shell, t.project, t.service)
                     state = facts.container_state(self.shell, f"{self.host.id}:{t.project}/{t.service}", found)
                     if request.read_health and state.presence is not Presence.ABSENT:
                         state = attrs.evolve(state, health=facts.read_health(self.shell, t.health_port,

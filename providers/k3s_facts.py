@@ -331,6 +331,15 @@ def list_workloads(kube: Kube, namespace: str, wanted: Collection[str]) -> Workl
     return Workloads(deployments, pods)
 
 
+def own_workloads(kube: Kube, namespace: str, name: str) -> Workloads:
+    """What `list_workloads` holds for one Deployment, read on its own: a GET of it and, when it
+    exists, its Pods by its label selector (`matching_pods` of them picks the same ones)."""
+    dep = read_deployment(kube, namespace, name)
+    if dep is None:
+        return Workloads({}, [])
+    return Workloads({name: dep}, selected_pods(kube, dep))
+
+
 def _list(kube: Kube, path: str) -> list[dict[str, Any]]:
     doc = kube.get(path)
     return list((doc or {}).get("items") or [])
