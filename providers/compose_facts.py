@@ -132,18 +132,38 @@ def _inspect_newest(shell: HostShell, summaries: Sequence[Mapping[str, Any]]) ->
         return _GONE
 
 
-def container_state(shell: HostShell, target: str, attrs: Mapping[str, Any] | None) -> RuntimeState:
-    """The RuntimeState of an inspected container (None: ABSENT): its image, V1 labels and V2 env."""
+def inspect_container(shell: HostShell, container_id: str) -> Mapping[str, Any] | None:
+    """`docker inspect` of one container by id, or None when it is gone."""
+    try:
+        return docker_call(shell, f"inspect {container_id[:12]}", shell.docker().api.inspect_container,  # type: ignore[no-any-return]
+                           container_id)
+    except docker.errors.NotFound:
+        return None
+
+
+def container_state(shell: HostShell, target: str, attrs: Mapping[str, Any] | None,
+                    known_labels: dict[str, dict[str, str]] | None = None) -> RuntimeState:
+    """The RuntimeState of an inspected container (None: ABSENT): its image, V1 labels and V2 env.
+
+    `known_labels` (image id -> identity labels) spares a caller that reads the same container again
+    and again the image inspect: an image id is the digest of its config, so its labels never change."""
     if attrs is None:
         return RuntimeState(target=target, presence=Presence.ABSENT)
     config = attrs.get("Config") or {}
     image_id = attrs.get("Image")
+    labels: dict[str, str] = {}
+    if image_id and known_labels is not None and image_id in known_labels:
+        labels = known_labels[image_id]
+    elif image_id:
+        labels = image_labels(shell, image_id)
+        if known_labels is not None:
+            known_labels[image_id] = labels
     return RuntimeState(
         target=target,
         presence=_presence(attrs.get("State") or {}),
         image=config.get("Image"),
         image_id=image_id,
-        labels=image_labels(shell, image_id) if image_id else {},
+        labels=labels,
         deploy_env=deploy_env(config.get("Env") or []),
         identity=attrs.get("Id"),
         detail=_state_detail(attrs.get("State") or {}),

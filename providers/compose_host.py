@@ -244,14 +244,31 @@ class ComposeHostProvider:
         p = request.params
         target = ComposeTarget(file=str(p.get("file")), project=str(p["project"]), service=str(p["service"]),
                                image="", health_port=int(p["healthPort"]))
-        observe = ObserveRequest(request.service_id, Target(host=self.host.id, compose=target, k3s=None),
-                                 str(p.get("healthPath") or "/health"), False)
+        health_path = str(p.get("healthPath") or "/health")
+        # The first look finds the service's newest container; later polls re-inspect only that one
+        # (its state and health are what change while it starts; its image's labels never do), and
+        # look for the service's container again only when it is gone.
+        where = f"{self.host.id}:{target.project}/{target.service}"
+        known_labels: dict[str, dict[str, str]] = {}
+        seen_id: list[str] = []
+
+        def current() -> RuntimeState:
+            inspected = facts.inspect_container(self.shell, seen_id[-1]) if seen_id else None
+            if inspected is None:
+                inspected = facts.service_container(self.shell, target.project, target.service)
+            state = facts.container_state(self.shell, where, inspected, known_labels)
+            if state.identity:
+                seen_id.append(state.identity)
+            return state
 
         def read() -> tuple[RuntimeState, list[str]]:
-            state = self.observe([observe])[request.service_id]
+            try:
+                state = current()
+            except docker.errors.DockerException as exc:
+                raise ProviderUnreachable(f"Docker engine of {self.shell.where}: {exc}", path=self.host.id) from exc
             if state.presence is Presence.RUNNING:
                 state = attrs.evolve(state, health=facts.read_health(self.shell, target.health_port,
-                                                                     observe.health_path))
+                                                                     health_path))
             return state, live_mismatches(state, p) + self._digest_mismatch(state, p)
 
         def settled(seen: tuple[RuntimeState, list[str]]) -> bool:
