@@ -51,8 +51,7 @@ def import_image(ctr: Ctr, registry: RegistryProvider, params: Mapping[str, Any]
         return StepResult(False, f"registry unreachable for {image}: {artifact.error}", info)
     if not artifact.exists:
         return StepResult(False, f"artifact {image} does not exist in the registry", info)
-    images = ctr.images()
-    current = ctr.find(local, images)
+    current = ctr.find(local)
     info["alreadyPresent"] = current is not None and current.digest == artifact.digest
     if dry_run:
         what = "already holds it" if info["alreadyPresent"] else f"would pull {image} ({artifact.digest}) and tag"
@@ -69,7 +68,7 @@ def import_image(ctr: Ctr, registry: RegistryProvider, params: Mapping[str, Any]
         tag = ctr.run("images", "tag", "--force", pulled.ref, stored_as)
         if tag.returncode != 0:
             return StepResult(False, f"ctr images tag {stored_as} failed: {(tag.stderr or tag.stdout).strip()}", info)
-    listed = ctr.find(local)  # confirm with `ctr images ls`
+    listed = current if info["alreadyPresent"] else ctr.find(local)  # confirm the tag with `ctr images ls`
     if listed is None or (artifact.digest and listed.digest != artifact.digest):
         return StepResult(False, f"{stored_as} is not listed by `ctr images ls` at {artifact.digest}", info)
     verb = "already held" if info["alreadyPresent"] else "imported"
