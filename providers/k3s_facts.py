@@ -251,6 +251,16 @@ def rollout_status(dep: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) ->
     return Rollout(complete=complete, ready=serving and want > 0, problems=tuple(problems), fatal=fatal)
 
 
+def rollout_of(kube: Kube, dep: Mapping[str, Any], *, need_ready: bool) -> Rollout:
+    """`rollout_status` of a Deployment, its Pods listed only when they can matter. `complete` and
+    `ready` come from the Deployment's own status; Pods only explain why it is not there yet. So a
+    Deployment already complete (`need_ready`: ready) is answered without listing them."""
+    alone = rollout_status(dep, ())
+    if alone.ready if need_ready else alone.complete:
+        return alone
+    return rollout_status(dep, selected_pods(kube, dep))
+
+
 def is_current_pod(pod: Mapping[str, Any], dep: Mapping[str, Any]) -> bool:
     """A pod of the Deployment's current template: same first-container image, the template's annotations."""
     spec_containers = (pod.get("spec") or {}).get("containers") or [{}]

@@ -295,7 +295,7 @@ class K3sNativeProvider:
             deps[name] = {"image": facts.first_container(dep).get("image"), "deployEnv": facts.deploy_env(dep),
                           "identity": facts.template_identity(dep)}
             static += ops.stamp_mismatches(dep, None, want)
-            status = facts.rollout_status(dep, facts.selected_pods(self.kube, dep))
+            status = facts.rollout_of(self.kube, dep, need_ready=True)
             if not status.ready:
                 rolling, fatal = rolling or not status.fatal, fatal or bool(status.fatal)
                 transient.append(f"{name} is not rolled out and ready: {'; '.join(status.problems)}")

@@ -276,7 +276,7 @@ def rollout(kube: facts.Kube, params: Mapping[str, Any], dry_run: bool) -> StepR
             if dep is None:
                 return StepResult(False, f"rollout of {namespace}/{name}: the Deployment does not exist",
                                   {"deployment": name})
-            status = facts.rollout_status(dep, facts.selected_pods(kube, dep))
+            status = facts.rollout_of(kube, dep, need_ready=False)
             if status.complete:
                 del pending[name]
             elif status.fatal:
