@@ -135,7 +135,9 @@ CREATE_ONLY_KINDS = frozenset({"Secret", "Job", "PersistentVolumeClaim"})
 
 def _apply_all(kube: facts.Kube, objects: Sequence[K8sObject], namespace: str, path: str, dry_run: bool,
                stamped: set[str]) -> StepResult:
-    ns_exists = kube.get(facts.object_path("v1", "Namespace", None, namespace)) is not None
+    # Only a dry run needs to know the namespace exists (it cannot ask the server about objects of a
+    # namespace not created yet); for a real apply, an object's GET in a missing namespace is a 404 too.
+    ns_exists = not dry_run or kube.get(facts.object_path("v1", "Namespace", None, namespace)) is not None
     applied: list[dict[str, Any]] = []
     for o in objects:
         body = _body(o, namespace)
