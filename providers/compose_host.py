@@ -73,6 +73,7 @@ class ComposeHostProvider:
     # serialized per project.
     _project_locks: dict[str, threading.Lock] = attrs.field(factory=dict, init=False)
     _locks_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
+    _written: ops.Written = attrs.field(factory=ops.Written, init=False)  # by stamps of this process
 
     name: ClassVar[str] = "compose-host"
 
@@ -238,7 +239,7 @@ class ComposeHostProvider:
                     secret = (str(source), self.secret_path(str(source), str(p["project"])))
                 except UsageError as exc:
                     return StepResult(False, exc.message, {"secretSource": source})
-        return ops.stamp(self.shell, self.layout, p, blob.data, blob.blob_sha, secret, request.dry_run)
+        return ops.stamp(self.shell, self.layout, p, blob.data, blob.blob_sha, secret, request.dry_run, self._written)
 
     def _verify_live(self, request: StepRequest, *, wait: bool) -> StepResult:
         p = request.params

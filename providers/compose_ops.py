@@ -82,9 +82,26 @@ def transfer_image(shell: HostShell, params: Mapping[str, Any], dry_run: bool) -
 # -- stamp (V2): the compose file from git at the manifest commit, the service env file
 
 
+@attrs.define
+class Written:
+    """What this process already put on a host (or saw there) while stamping, so that the next
+    service of the same project does not ask again: env files known to exist, and the git blob each
+    compose file was last written from. Kept by the provider, used under its project lock; only
+    facts this process wrote or read, for the length of one apply."""
+
+    env_files: set[str] = attrs.field(factory=set)
+    compose_blobs: dict[str, str] = attrs.field(factory=dict)
+
+
 def stamp(shell: HostShell, layout: Layout, params: Mapping[str, Any], compose_yaml: bytes, blob_sha: str,
-          secret: tuple[str, str] | None, dry_run: bool) -> StepResult:
-    """Write `<project>/<file>` and `<project>/env/<service>.env`; `secret` = (source, path on host)."""
+          secret: tuple[str, str] | None, dry_run: bool, written: Written | None = None) -> StepResult:
+    """Write `<project>/<file>` and `<project>/env/<service>.env`; `secret` = (source, path on host).
+
+    With `written`, a compose file this process already wrote from the same blob is not written
+    again, and env files it already wrote, touched or saw are not looked up again (Compose v1 needs
+    every env file of the project to exist; asking for all of them per service made a project's
+    stamps quadratic in its size)."""
+    written = Written() if written is None else written
     project, service = str(params["project"]), str(params["service"])
     env: Mapping[str, str] = params.get("env") or {}
     bad = [k for k, v in env.items() if not SECRET_KEY.match(k) or not ENV_VALUE.match(str(v))]
@@ -115,13 +132,15 @@ def stamp(shell: HostShell, layout: Layout, params: Mapping[str, Any], compose_y
         if not presence["requiredSecretsPresent"]:
             return StepResult(False, f"missing runtime secrets {', '.join(presence['missingSecretKeys'])} in "
                                      f"{secret[0]}: nothing was changed ({presence['recommendedAction']})", info)
-    missing = [p for p, exists in facts.files_exist(shell, [p for p in wanted if p != env_path]).items()
-               if not exists]
+    unknown = [p for p in wanted if p != env_path and p not in written.env_files]
+    missing = [p for p, exists in facts.files_exist(shell, unknown).items() if not exists] if unknown else []
     info["createdEnvFiles"] = missing
     if dry_run:
         return StepResult(True, f"would write {compose_path} and {env_path} ({', '.join(sorted(env))}"
                                 + (f" + secrets {', '.join(secret_keys)}" if secret_keys else "") + ")", info)
-    shell.write_file(compose_path, compose_yaml)
+    if written.compose_blobs.get(compose_path) != blob_sha:
+        shell.write_file(compose_path, compose_yaml)
+        written.compose_blobs[compose_path] = blob_sha
     body = "".join(f"{k}={v}\n" for k, v in env.items()).encode()
     if secret_keys:
         assert secret is not None
@@ -133,7 +152,8 @@ def stamp(shell: HostShell, layout: Layout, params: Mapping[str, Any], compose_y
         info["secretKeysCopied"] = secret_keys
     else:
         shell.write_file(env_path, body)
-    info["createdEnvFiles"] = shell.touch_missing(missing)
+    info["createdEnvFiles"] = shell.touch_missing(missing) if missing else []
+    written.env_files.update(wanted)
     return StepResult(True, f"stamped {service} in {layout.project_dir(project)} on {shell.host_id} "
                             f"(compose blob {blob_sha[:12]})", info)
 
