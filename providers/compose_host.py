@@ -69,8 +69,9 @@ class ComposeHostProvider:
     git: GitProvider = attrs.field(factory=GitProvider)  # locks each mirror itself
     _compose: list[str] | None = attrs.field(default=None, init=False)
     # The walk runs services in parallel, but a project's compose file is shared and Compose v1 is
-    # not safe for two `up`s in one project (both create its network): stamp and recreate are
-    # serialized per project.
+    # not safe for two `up`s in one project (both create its network): stamp's writes of the
+    # project's files and recreate's `up` are serialized per project (the git read, the checks and
+    # the container lookups around them are not).
     _project_locks: dict[str, threading.Lock] = attrs.field(factory=dict, init=False)
     _locks_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
     _written: ops.Written = attrs.field(factory=ops.Written, init=False)  # by stamps of this process
@@ -175,12 +176,11 @@ class ComposeHostProvider:
             match request.kind:
                 case StepKind.TRANSFER_IMAGE:
                     return ops.transfer_image(self.shell, p, dry)
-                case StepKind.STAMP:  # rewrites the project's shared compose file
-                    with self._project_lock(str(p["project"])):
-                        return self._stamp(request)
+                case StepKind.STAMP:  # rewrites the project's shared compose file, under its lock
+                    return self._stamp(request)
                 case StepKind.RECREATE:
-                    with self._project_lock(str(p["project"])):
-                        return ops.recreate(self.shell, self.layout, p, self._compose_command(), dry)
+                    return ops.recreate(self.shell, self.layout, p, self._compose_command(), dry,
+                                        self._project_lock(str(p["project"])))
                 case StepKind.EXPORT_SOURCE:
                     return builds.export_source(self.shell, self.layout, p, request.service_id, dry,
                                                 self.build_proxy())
@@ -239,7 +239,8 @@ class ComposeHostProvider:
                     secret = (str(source), self.secret_path(str(source), str(p["project"])))
                 except UsageError as exc:
                     return StepResult(False, exc.message, {"secretSource": source})
-        return ops.stamp(self.shell, self.layout, p, blob.data, blob.blob_sha, secret, request.dry_run, self._written)
+        return ops.stamp(self.shell, self.layout, p, blob.data, blob.blob_sha, secret, request.dry_run, self._written,
+                         self._project_lock(str(p["project"])))
 
     def _verify_live(self, request: StepRequest, *, wait: bool) -> StepResult:
         p = request.params
