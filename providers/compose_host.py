@@ -75,6 +75,9 @@ class ComposeHostProvider:
     _project_locks: dict[str, threading.Lock] = attrs.field(factory=dict, init=False)
     _locks_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
     _written: ops.Written = attrs.field(factory=ops.Written, init=False)  # by stamps of this process
+    # Image id -> identity labels, for every read of this process: an image id is the digest of its
+    # config, so its labels never change (apply reads a service again after every step).
+    _image_labels: dict[str, dict[str, str]] = attrs.field(factory=dict, init=False)
 
     name: ClassVar[str] = "compose-host"
 
@@ -115,7 +118,8 @@ class ComposeHostProvider:
                                                        listed[t.project].get(t.service, []))
                     else:
                         found = facts.service_container(self.shell, t.project, t.service)
-                    state = facts.container_state(self.shell, f"{self.host.id}:{t.project}/{t.service}", found)
+                    state = facts.container_state(self.shell, f"{self.host.id}:{t.project}/{t.service}", found,
+                                                  self._image_labels)
                     if request.read_health and state.presence is not Presence.ABSENT:
                         state = attrs.evolve(state, health=facts.read_health(self.shell, t.health_port,
                                                                              request.health_path))
@@ -251,14 +255,13 @@ class ComposeHostProvider:
         # (its state and health are what change while it starts; its image's labels never do), and
         # look for the service's container again only when it is gone.
         where = f"{self.host.id}:{target.project}/{target.service}"
-        known_labels: dict[str, dict[str, str]] = {}
         seen_id: list[str] = []
 
         def current() -> RuntimeState:
             inspected = facts.inspect_container(self.shell, seen_id[-1]) if seen_id else None
             if inspected is None:
                 inspected = facts.service_container(self.shell, target.project, target.service)
-            state = facts.container_state(self.shell, where, inspected, known_labels)
+            state = facts.container_state(self.shell, where, inspected, self._image_labels)
             if state.identity:
                 seen_id.append(state.identity)
             return state
