@@ -132,8 +132,21 @@ def _inspect_newest(shell: HostShell, summaries: Sequence[Mapping[str, Any]]) ->
         return _GONE
 
 
-def container_state(shell: HostShell, target: str, attrs: Mapping[str, Any] | None) -> RuntimeState:
-    """The RuntimeState of an inspected container (None: ABSENT): its image, V1 labels and V2 env."""
+def inspect_container(shell: HostShell, container_id: str) -> Mapping[str, Any] | None:
+    """`docker inspect` of one container by id, or None when it is gone."""
+    try:
+        return docker_call(shell, f"inspect {container_id[:12]}", shell.docker().api.inspect_container,  # type: ignore[no-any-return]
+                           container_id)
+    except docker.errors.NotFound:
+        return None
+
+
+def container_state(shell: HostShell, target: str, attrs: Mapping[str, Any] | None,
+                    known_labels: dict[str, dict[str, str]] | None = None) -> RuntimeState:
+    """The RuntimeState of an inspected container (None: ABSENT): its image, V1 labels and V2 env.
+
+    `known_labels` (image id -> identity labels) spares a caller that reads the same images again
+    and again the image inspect: an image id is the digest of its config, so its labels never change."""
     if attrs is None:
         return RuntimeState(target=target, presence=Presence.ABSENT)
     config = attrs.get("Config") or {}
@@ -143,11 +156,22 @@ def container_state(shell: HostShell, target: str, attrs: Mapping[str, Any] | No
         presence=_presence(attrs.get("State") or {}),
         image=config.get("Image"),
         image_id=image_id,
-        labels=image_labels(shell, image_id) if image_id else {},
+        labels=_labels_of(shell, image_id, known_labels) if image_id else {},
         deploy_env=deploy_env(config.get("Env") or []),
         identity=attrs.get("Id"),
         detail=_state_detail(attrs.get("State") or {}),
     )
+
+
+def _labels_of(shell: HostShell, image_id: str, known: dict[str, dict[str, str]] | None) -> dict[str, str]:
+    """`image_labels`, kept in `known` once the engine had the image (never an answer for a missing one)."""
+    if known is not None and image_id in known:
+        return known[image_id]
+    found = image_info(shell, image_id)
+    labels = identity_labels(found)
+    if known is not None and found is not None:
+        known[image_id] = labels
+    return labels
 
 
 def _presence(state: Mapping[str, Any]) -> Presence:
@@ -172,8 +196,12 @@ def deploy_env(env: Sequence[str]) -> dict[str, str]:
 
 def image_labels(shell: HostShell, image: str) -> dict[str, str]:
     """The image's identity labels (`unidesk.ai/*`, V1; `org.opencontainers.image.*`, P10); {} when gone."""
-    found = image_info(shell, image)
-    labels = ((found or {}).get("Config") or {}).get("Labels") or {}
+    return identity_labels(image_info(shell, image))
+
+
+def identity_labels(image: Mapping[str, Any] | None) -> dict[str, str]:
+    """The identity labels of an inspected image ({} for None)."""
+    labels = ((image or {}).get("Config") or {}).get("Labels") or {}
     return {k: v for k, v in labels.items() if k.startswith(IDENTITY_PREFIXES)}
 
 

@@ -50,6 +50,12 @@ from udeploy.providers.polling import poll
 
 HEALTH_TIMEOUT = 20.0  # a just-recreated container needs a moment before its health answers
 GAVE_UP = ("container exited", "container dead")
+# A batch asking for this many services of one Compose project or fewer (apply's one-service read
+# after each step, verify-live) lists only their containers: each costs one more list call, but the
+# daemon answers it with those services alone, where a project list carries every container of the
+# project (the whole fleet's share of the host) and made apply quadratic in fleet size. Past a few,
+# one project list is fewer round trips (over SSH each is a channel) for an answer that is needed anyway.
+OWN_READS_UP_TO = 4
 # Stamp steps of several services may run in parallel and read from the same git mirror cache; a
 # fetch into a bare mirror is not safe to run twice at once, so reads are serialized in-process.
 
@@ -63,10 +69,15 @@ class ComposeHostProvider:
     git: GitProvider = attrs.field(factory=GitProvider)  # locks each mirror itself
     _compose: list[str] | None = attrs.field(default=None, init=False)
     # The walk runs services in parallel, but a project's compose file is shared and Compose v1 is
-    # not safe for two `up`s in one project (both create its network): stamp and recreate are
-    # serialized per project.
+    # not safe for two `up`s in one project (both create its network): stamp's writes of the
+    # project's files and recreate's `up` are serialized per project (the git read, the checks and
+    # the container lookups around them are not).
     _project_locks: dict[str, threading.Lock] = attrs.field(factory=dict, init=False)
     _locks_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
+    _written: ops.Written = attrs.field(factory=ops.Written, init=False)  # by stamps of this process
+    # Image id -> identity labels, for every read of this process: an image id is the digest of its
+    # config, so its labels never change (apply reads a service again after every step).
+    _image_labels: dict[str, dict[str, str]] = attrs.field(factory=dict, init=False)
 
     name: ClassVar[str] = "compose-host"
 
@@ -88,9 +99,13 @@ class ComposeHostProvider:
 
     def observe(self, requests: Sequence[ObserveRequest], *, parallelism: int = 10) -> dict[str, RuntimeState]:
         """Lists the containers of each Compose project once, then inspects and reads health per
-        service, at most `parallelism` at a time."""
+        service, at most `parallelism` at a time. A project asked for at most `OWN_READS_UP_TO`
+        services lists only theirs (filtered by project and service), not the whole project."""
         targets = {r.service_id: self._compose_target(r) for r in requests}
-        projects = sorted({t.project for t in targets.values()})
+        asked: dict[str, int] = {}
+        for t in targets.values():
+            asked[t.project] = asked.get(t.project, 0) + 1
+        projects = sorted(p for p, n in asked.items() if n > OWN_READS_UP_TO)
         try:
             with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(requests)))) as pool:
                 listed = dict(zip(projects, pool.map(partial(facts.project_containers, self.shell), projects),
@@ -98,9 +113,13 @@ class ComposeHostProvider:
 
                 def read(request: ObserveRequest) -> RuntimeState:
                     t = targets[request.service_id]
-                    found = facts.listed_container(self.shell, t.project, t.service,
-                                                   listed[t.project].get(t.service, []))
-                    state = facts.container_state(self.shell, f"{self.host.id}:{t.project}/{t.service}", found)
+                    if t.project in listed:
+                        found = facts.listed_container(self.shell, t.project, t.service,
+                                                       listed[t.project].get(t.service, []))
+                    else:
+                        found = facts.service_container(self.shell, t.project, t.service)
+                    state = facts.container_state(self.shell, f"{self.host.id}:{t.project}/{t.service}", found,
+                                                  self._image_labels)
                     if request.read_health and state.presence is not Presence.ABSENT:
                         state = attrs.evolve(state, health=facts.read_health(self.shell, t.health_port,
                                                                              request.health_path))
@@ -161,12 +180,11 @@ class ComposeHostProvider:
             match request.kind:
                 case StepKind.TRANSFER_IMAGE:
                     return ops.transfer_image(self.shell, p, dry)
-                case StepKind.STAMP:  # rewrites the project's shared compose file
-                    with self._project_lock(str(p["project"])):
-                        return self._stamp(request)
+                case StepKind.STAMP:  # rewrites the project's shared compose file, under its lock
+                    return self._stamp(request)
                 case StepKind.RECREATE:
-                    with self._project_lock(str(p["project"])):
-                        return ops.recreate(self.shell, self.layout, p, self._compose_command(), dry)
+                    return ops.recreate(self.shell, self.layout, p, self._compose_command(), dry,
+                                        self._project_lock(str(p["project"])))
                 case StepKind.EXPORT_SOURCE:
                     return builds.export_source(self.shell, self.layout, p, request.service_id, dry,
                                                 self.build_proxy())
@@ -225,20 +243,37 @@ class ComposeHostProvider:
                     secret = (str(source), self.secret_path(str(source), str(p["project"])))
                 except UsageError as exc:
                     return StepResult(False, exc.message, {"secretSource": source})
-        return ops.stamp(self.shell, self.layout, p, blob.data, blob.blob_sha, secret, request.dry_run)
+        return ops.stamp(self.shell, self.layout, p, blob.data, blob.blob_sha, secret, request.dry_run, self._written,
+                         self._project_lock(str(p["project"])))
 
     def _verify_live(self, request: StepRequest, *, wait: bool) -> StepResult:
         p = request.params
         target = ComposeTarget(file=str(p.get("file")), project=str(p["project"]), service=str(p["service"]),
                                image="", health_port=int(p["healthPort"]))
-        observe = ObserveRequest(request.service_id, Target(host=self.host.id, compose=target, k3s=None),
-                                 str(p.get("healthPath") or "/health"), False)
+        health_path = str(p.get("healthPath") or "/health")
+        # The first look finds the service's newest container; later polls re-inspect only that one
+        # (its state and health are what change while it starts; its image's labels never do), and
+        # look for the service's container again only when it is gone.
+        where = f"{self.host.id}:{target.project}/{target.service}"
+        seen_id: list[str] = []
+
+        def current() -> RuntimeState:
+            inspected = facts.inspect_container(self.shell, seen_id[-1]) if seen_id else None
+            if inspected is None:
+                inspected = facts.service_container(self.shell, target.project, target.service)
+            state = facts.container_state(self.shell, where, inspected, self._image_labels)
+            if state.identity:
+                seen_id.append(state.identity)
+            return state
 
         def read() -> tuple[RuntimeState, list[str]]:
-            state = self.observe([observe])[request.service_id]
+            try:
+                state = current()
+            except docker.errors.DockerException as exc:
+                raise ProviderUnreachable(f"Docker engine of {self.shell.where}: {exc}", path=self.host.id) from exc
             if state.presence is Presence.RUNNING:
                 state = attrs.evolve(state, health=facts.read_health(self.shell, target.health_port,
-                                                                     observe.health_path))
+                                                                     health_path))
             return state, live_mismatches(state, p) + self._digest_mismatch(state, p)
 
         def settled(seen: tuple[RuntimeState, list[str]]) -> bool:

@@ -8,11 +8,13 @@ command that runs on the host; only key names reach a result.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import posixpath
 import re
 import shlex
 from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from typing import Any
 
 import attrs
@@ -82,9 +84,27 @@ def transfer_image(shell: HostShell, params: Mapping[str, Any], dry_run: bool) -
 # -- stamp (V2): the compose file from git at the manifest commit, the service env file
 
 
+@attrs.define
+class Written:
+    """What this process already put on a host (or saw there) while stamping, so that the next
+    service of the same project does not ask again: env files known to exist, and the git blob each
+    compose file was last written from. Kept by the provider, used under its project lock; only
+    facts this process wrote or read, for the length of one apply."""
+
+    env_files: set[str] = attrs.field(factory=set)
+    compose_blobs: dict[str, str] = attrs.field(factory=dict)
+
+
 def stamp(shell: HostShell, layout: Layout, params: Mapping[str, Any], compose_yaml: bytes, blob_sha: str,
-          secret: tuple[str, str] | None, dry_run: bool) -> StepResult:
-    """Write `<project>/<file>` and `<project>/env/<service>.env`; `secret` = (source, path on host)."""
+          secret: tuple[str, str] | None, dry_run: bool, written: Written | None = None,
+          exclusive: AbstractContextManager[Any] | None = None) -> StepResult:
+    """Write `<project>/<file>` and `<project>/env/<service>.env`; `secret` = (source, path on host).
+
+    With `written`, a compose file this process already wrote from the same blob is not written
+    again, and env files it already wrote, touched or saw are not looked up again (Compose v1 needs
+    every env file of the project to exist; asking for all of them per service made a project's
+    stamps quadratic in its size)."""
+    written = Written() if written is None else written
     project, service = str(params["project"]), str(params["service"])
     env: Mapping[str, str] = params.get("env") or {}
     bad = [k for k, v in env.items() if not SECRET_KEY.match(k) or not ENV_VALUE.match(str(v))]
@@ -115,27 +135,33 @@ def stamp(shell: HostShell, layout: Layout, params: Mapping[str, Any], compose_y
         if not presence["requiredSecretsPresent"]:
             return StepResult(False, f"missing runtime secrets {', '.join(presence['missingSecretKeys'])} in "
                                      f"{secret[0]}: nothing was changed ({presence['recommendedAction']})", info)
-    missing = [p for p, exists in facts.files_exist(shell, [p for p in wanted if p != env_path]).items()
-               if not exists]
-    info["createdEnvFiles"] = missing
-    if dry_run:
-        return StepResult(True, f"would write {compose_path} and {env_path} ({', '.join(sorted(env))}"
-                                + (f" + secrets {', '.join(secret_keys)}" if secret_keys else "") + ")", info)
-    shell.write_file(compose_path, compose_yaml)
-    body = "".join(f"{k}={v}\n" for k, v in env.items()).encode()
-    if secret_keys:
-        assert secret is not None
-        staged = env_path + ".udeploy-stage"
-        shell.write_file(staged, body, mode=0o600)
-        copied = _copy_secret_lines(shell, secret[1], staged, env_path, secret_keys)
-        if not copied.ok:
-            return StepResult(False, f"copying secrets into {env_path} failed (exit {copied.returncode})", info)
-        info["secretKeysCopied"] = secret_keys
-    else:
-        shell.write_file(env_path, body)
-    info["createdEnvFiles"] = shell.touch_missing(missing)
-    return StepResult(True, f"stamped {service} in {layout.project_dir(project)} on {shell.host_id} "
-                            f"(compose blob {blob_sha[:12]})", info)
+    # The project's shared files (its compose file, every env file Compose v1 loads) change only under
+    # `exclusive` (the provider's project lock, also held by `up`); everything above is read outside it.
+    with exclusive or contextlib.nullcontext():
+        unknown = [p for p in wanted if p != env_path and p not in written.env_files]
+        missing = [p for p, exists in facts.files_exist(shell, unknown).items() if not exists] if unknown else []
+        info["createdEnvFiles"] = missing
+        if dry_run:
+            return StepResult(True, f"would write {compose_path} and {env_path} ({', '.join(sorted(env))}"
+                                    + (f" + secrets {', '.join(secret_keys)}" if secret_keys else "") + ")", info)
+        if written.compose_blobs.get(compose_path) != blob_sha:
+            shell.write_file(compose_path, compose_yaml)
+            written.compose_blobs[compose_path] = blob_sha
+        body = "".join(f"{k}={v}\n" for k, v in env.items()).encode()
+        if secret_keys:
+            assert secret is not None
+            staged = env_path + ".udeploy-stage"
+            shell.write_file(staged, body, mode=0o600)
+            copied = _copy_secret_lines(shell, secret[1], staged, env_path, secret_keys)
+            if not copied.ok:
+                return StepResult(False, f"copying secrets into {env_path} failed (exit {copied.returncode})", info)
+            info["secretKeysCopied"] = secret_keys
+        else:
+            shell.write_file(env_path, body)
+        info["createdEnvFiles"] = shell.touch_missing(missing) if missing else []
+        written.env_files.update(wanted)
+        return StepResult(True, f"stamped {service} in {layout.project_dir(project)} on {shell.host_id} "
+                                f"(compose blob {blob_sha[:12]})", info)
 
 
 def _copy_secret_lines(shell: HostShell, source: str, staged: str, dest: str, keys: Sequence[str]) -> Any:
@@ -181,7 +207,10 @@ def compose_command(shell: HostShell) -> list[str]:
 
 
 def recreate(shell: HostShell, layout: Layout, params: Mapping[str, Any], compose: list[str],
-             dry_run: bool) -> StepResult:
+             dry_run: bool, exclusive: AbstractContextManager[Any] | None = None) -> StepResult:
+    """`up --force-recreate` of one service, under `exclusive` (the provider's project lock: two `up`s
+    of a Compose v1 project race to create its network); the container ids before and after, for
+    the log, are read outside it."""
     project, service = str(params["project"]), str(params["service"])
     path = layout.compose_path(project, str(params["file"]))
     base = [*compose, "-p", project, "-f", path]
@@ -193,7 +222,8 @@ def recreate(shell: HostShell, layout: Layout, params: Mapping[str, Any], compos
         stamped = facts.files_exist(shell, [path])[path]
         return StepResult(True, f"would run `{shlex.join(command)}`" + ("" if stamped else f" once {path} is stamped")
                           + (f", replacing container {before[:12]}" if before else ""), info)
-    result = run_in_dir(shell, layout.project_dir(project), command)
+    with exclusive or contextlib.nullcontext():
+        result = run_in_dir(shell, layout.project_dir(project), command)
     info["log"] = result.tail()
     info["containerAfter"] = (facts.service_container(shell, project, service) or {}).get("Id")
     if not result.ok:

@@ -49,6 +49,9 @@ class Ctr:
     address: str
     host_id: str
     namespace: str = K8S_NAMESPACE
+    # Manifest digest -> its image config: content-addressed, so what was read once never changes
+    # (apply reads a Deployment's image after every step for the resume fingerprint).
+    _configs: dict[str, dict[str, Any]] = attrs.field(factory=dict, init=False, eq=False, repr=False)
 
     def run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         try:
@@ -65,25 +68,34 @@ class Ctr:
                                       f"{(done.stderr or done.stdout).strip()}", path=self.host_id)
         return done.stdout
 
-    def images(self) -> dict[str, StoredImage]:
-        """Every stored image name -> its manifest digest (`ctr images ls`)."""
+    def images(self, *names: str) -> dict[str, StoredImage]:
+        """Every stored image name -> its manifest digest (`ctr images ls`); given `names`, only
+        those (`ctr images ls 'name=="N"' ...`, the filters OR'd), not the whole store."""
         out: dict[str, StoredImage] = {}
-        for line in self.checked("images", "ls").splitlines()[1:]:
+        filters = [f'name=="{n}"' for n in dict.fromkeys(names)]
+        for line in self.checked("images", "ls", *filters).splitlines()[1:]:
             cols = line.split()
             if len(cols) >= 3:
                 out[cols[0]] = StoredImage(ref=cols[0], media_type=cols[1], digest=cols[2])
         return out
 
     def find(self, ref: str, images: Mapping[str, StoredImage] | None = None) -> StoredImage | None:
-        """The stored image a Kubernetes reference resolves to (as is, or normalized), or None."""
-        images = self.images() if images is None else images
-        return next((images[n] for n in (ref, normalize_image(ref)) if n in images), None)
+        """The stored image a Kubernetes reference resolves to (as is, or normalized), or None;
+        without `images`, the two names are looked up alone."""
+        names = (ref, normalize_image(ref))
+        images = self.images(*names) if images is None else images
+        return next((images[n] for n in names if n in images), None)
 
     def content(self, digest: str) -> Any:
         return json.loads(self.checked("content", "get", digest))
 
     def image_config(self, image: StoredImage) -> dict[str, Any]:
         """The image config (Entrypoint, Cmd, Labels, ...) of a stored image, linux/amd64 of an index."""
+        if image.digest not in self._configs:
+            self._configs[image.digest] = self._read_config(image)
+        return dict(self._configs[image.digest])
+
+    def _read_config(self, image: StoredImage) -> dict[str, Any]:
         manifest = self.content(image.digest)
         if "manifests" in manifest:
             entries = manifest["manifests"]

@@ -251,6 +251,16 @@ def rollout_status(dep: Mapping[str, Any], pods: Sequence[Mapping[str, Any]]) ->
     return Rollout(complete=complete, ready=serving and want > 0, problems=tuple(problems), fatal=fatal)
 
 
+def rollout_of(kube: Kube, dep: Mapping[str, Any], *, need_ready: bool) -> Rollout:
+    """`rollout_status` of a Deployment, its Pods listed only when they can matter. `complete` and
+    `ready` come from the Deployment's own status; Pods only explain why it is not there yet. So a
+    Deployment already complete (`need_ready`: ready) is answered without listing them."""
+    alone = rollout_status(dep, ())
+    if alone.ready if need_ready else alone.complete:
+        return alone
+    return rollout_status(dep, selected_pods(kube, dep))
+
+
 def is_current_pod(pod: Mapping[str, Any], dep: Mapping[str, Any]) -> bool:
     """A pod of the Deployment's current template: same first-container image, the template's annotations."""
     spec_containers = (pod.get("spec") or {}).get("containers") or [{}]
@@ -317,18 +327,34 @@ def _json(body: Any) -> Any:
 @attrs.frozen
 class Workloads:
     """What one namespace holds for `observe`: its Deployments by name, listed in one call, and its
-    Pods, listed in one more only when a Deployment asked for exists (rollout state needs them)."""
+    Pods, listed in one more only when a Deployment asked for exists and is not ready by its own
+    status (Pods only explain why a rollout is not there yet: a ready one reads the same without)."""
 
     deployments: Mapping[str, Mapping[str, Any]]
     pods: Sequence[Mapping[str, Any]]
 
 
 def list_workloads(kube: Kube, namespace: str, wanted: Collection[str]) -> Workloads:
-    """The namespace's Deployments, and its Pods when one of `wanted` is among them; a namespace
-    that does not exist holds nothing."""
+    """The namespace's Deployments, and its Pods when one of `wanted` is among them and not ready;
+    a namespace that does not exist holds nothing."""
     deployments = {str(d["metadata"]["name"]): d for d in _list(kube, object_path("apps/v1", "Deployment", namespace))}
-    pods = _list(kube, object_path("v1", "Pod", namespace)) if any(n in deployments for n in wanted) else []
+    unsettled = any(n in deployments and not rollout_status(deployments[n], ()).ready for n in wanted)
+    pods = _list(kube, object_path("v1", "Pod", namespace)) if unsettled else []
     return Workloads(deployments, pods)
+
+
+def own_workloads(kube: Kube, namespace: str, name: str) -> Workloads:
+    """What `list_workloads` holds for one Deployment, read on its own: a GET of it and, when it
+    exists and is not ready, its Pods by its label selector (`matching_pods` of them picks the same ones)."""
+    dep = read_deployment(kube, namespace, name)
+    if dep is None:
+        return Workloads({}, [])
+    return Workloads({name: dep}, pods_if_unready(kube, dep))
+
+
+def pods_if_unready(kube: Kube, dep: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The Deployment's Pods when its rollout state needs them (it is not ready by its own status)."""
+    return [] if rollout_status(dep, ()).ready else selected_pods(kube, dep)
 
 
 def _list(kube: Kube, path: str) -> list[dict[str, Any]]:

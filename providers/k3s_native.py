@@ -55,6 +55,12 @@ from udeploy.providers.registry import RegistryProvider
 
 HEALTH_TIMEOUT = 20.0  # a just-rolled-out pod may need a moment before its health answers
 DEFAULT_REGISTRY = "127.0.0.1:5000"
+# A batch asking for this many Deployments of one namespace or fewer (apply's one-service read after
+# each step) GETs each and lists its Pods by selector: two requests per Deployment, each answered
+# with that Deployment's objects alone, where the namespace lists carry every Deployment and Pod of
+# the fleet and made apply quadratic in fleet size. Past a few, the two namespace lists are fewer
+# requests for an answer that is needed anyway.
+OWN_READS_UP_TO = 4
 
 
 @attrs.define
@@ -96,17 +102,21 @@ class K3sNativeProvider:
 
     def observe(self, requests: Sequence[ObserveRequest], *, parallelism: int = 10) -> dict[str, RuntimeState]:
         """Lists the Deployments (and Pods) of each namespace once, then reads containerd and health
-        per service, at most `parallelism` at a time."""
+        per service, at most `parallelism` at a time. A namespace asked for at most `OWN_READS_UP_TO`
+        Deployments reads only those (a GET each, their Pods by selector), not the whole namespace."""
         targets = {r.service_id: self._k3s_target(r) for r in requests}
         wanted: dict[str, set[str]] = {}
         for t in targets.values():
             wanted.setdefault(t.namespace, set()).add(t.stamp_deployments[0])
+        to_list = {ns: names for ns, names in wanted.items() if len(names) > OWN_READS_UP_TO}
         with ThreadPoolExecutor(max_workers=max(1, min(parallelism, len(requests)))) as pool:
-            listed = dict(zip(wanted, pool.map(self._list_workloads, wanted.items()), strict=True))
+            listed = dict(zip(to_list, pool.map(self._list_workloads, to_list.items()), strict=True))
 
             def read(request: ObserveRequest) -> RuntimeState:
                 t = targets[request.service_id]
-                state = facts.runtime_state(self.ctr, self.host.id, t, listed[t.namespace])
+                workloads = listed[t.namespace] if t.namespace in listed else \
+                    self._own_workloads(t.namespace, t.stamp_deployments[0])
+                state = facts.runtime_state(self.ctr, self.host.id, t, workloads)
                 if request.read_health and state.presence is not Presence.ABSENT:
                     health = facts.read_health(self.kube, t.namespace, t.health_service, t.health_port,
                                                request.health_path)
@@ -122,6 +132,13 @@ class K3sNativeProvider:
             return facts.list_workloads(self.kube, namespace, names)
         except ApiException as exc:
             raise ProviderUnreachable(f"{self.host.id}: listing the Deployments and Pods of namespace {namespace}: "
+                                      f"{facts.api_error(exc)}", path=self.host.id) from exc
+
+    def _own_workloads(self, namespace: str, name: str) -> facts.Workloads:
+        try:
+            return facts.own_workloads(self.kube, namespace, name)
+        except ApiException as exc:
+            raise ProviderUnreachable(f"{self.host.id}: reading Deployment {namespace}/{name} and its Pods: "
                                       f"{facts.api_error(exc)}", path=self.host.id) from exc
 
     def _k3s_target(self, request: ObserveRequest) -> K3sTarget:
@@ -278,7 +295,7 @@ class K3sNativeProvider:
             deps[name] = {"image": facts.first_container(dep).get("image"), "deployEnv": facts.deploy_env(dep),
                           "identity": facts.template_identity(dep)}
             static += ops.stamp_mismatches(dep, None, want)
-            status = facts.rollout_status(dep, facts.selected_pods(self.kube, dep))
+            status = facts.rollout_of(self.kube, dep, need_ready=True)
             if not status.ready:
                 rolling, fatal = rolling or not status.fatal, fatal or bool(status.fatal)
                 transient.append(f"{name} is not rolled out and ready: {'; '.join(status.problems)}")

@@ -51,8 +51,7 @@ def import_image(ctr: Ctr, registry: RegistryProvider, params: Mapping[str, Any]
         return StepResult(False, f"registry unreachable for {image}: {artifact.error}", info)
     if not artifact.exists:
         return StepResult(False, f"artifact {image} does not exist in the registry", info)
-    images = ctr.images()
-    current = ctr.find(local, images)
+    current = ctr.find(local)
     info["alreadyPresent"] = current is not None and current.digest == artifact.digest
     if dry_run:
         what = "already holds it" if info["alreadyPresent"] else f"would pull {image} ({artifact.digest}) and tag"
@@ -69,7 +68,7 @@ def import_image(ctr: Ctr, registry: RegistryProvider, params: Mapping[str, Any]
         tag = ctr.run("images", "tag", "--force", pulled.ref, stored_as)
         if tag.returncode != 0:
             return StepResult(False, f"ctr images tag {stored_as} failed: {(tag.stderr or tag.stdout).strip()}", info)
-    listed = ctr.find(local)  # confirm with `ctr images ls`
+    listed = current if info["alreadyPresent"] else ctr.find(local)  # confirm the tag with `ctr images ls`
     if listed is None or (artifact.digest and listed.digest != artifact.digest):
         return StepResult(False, f"{stored_as} is not listed by `ctr images ls` at {artifact.digest}", info)
     verb = "already held" if info["alreadyPresent"] else "imported"
@@ -136,7 +135,9 @@ CREATE_ONLY_KINDS = frozenset({"Secret", "Job", "PersistentVolumeClaim"})
 
 def _apply_all(kube: facts.Kube, objects: Sequence[K8sObject], namespace: str, path: str, dry_run: bool,
                stamped: set[str]) -> StepResult:
-    ns_exists = kube.get(facts.object_path("v1", "Namespace", None, namespace)) is not None
+    # Only a dry run needs to know the namespace exists (it cannot ask the server about objects of a
+    # namespace not created yet); for a real apply, an object's GET in a missing namespace is a 404 too.
+    ns_exists = not dry_run or kube.get(facts.object_path("v1", "Namespace", None, namespace)) is not None
     applied: list[dict[str, Any]] = []
     for o in objects:
         body = _body(o, namespace)
@@ -277,7 +278,7 @@ def rollout(kube: facts.Kube, params: Mapping[str, Any], dry_run: bool) -> StepR
             if dep is None:
                 return StepResult(False, f"rollout of {namespace}/{name}: the Deployment does not exist",
                                   {"deployment": name})
-            status = facts.rollout_status(dep, facts.selected_pods(kube, dep))
+            status = facts.rollout_of(kube, dep, need_ready=False)
             if status.complete:
                 del pending[name]
             elif status.fatal:

@@ -33,6 +33,7 @@ from udeploy.engine.errors import UsageError
 from udeploy.engine.load.catalog import Catalog, ComposeTarget, Host, Target
 from udeploy.engine.provider_api import ObserveRequest, Presence, ProviderUnreachable, StepRequest, StepResult
 from udeploy.providers import compose_facts as facts
+from udeploy.providers import compose_host
 from udeploy.providers.compose_host import ComposeHostProvider
 from udeploy.providers.git import GitProvider
 
@@ -241,12 +242,16 @@ def test_observe_absent_service(deployment: Deployment) -> None:
     assert state.presence is Presence.ABSENT and state.health is None and state.identity is None
 
 
+@pytest.mark.parametrize("own_reads_up_to", [0, compose_host.OWN_READS_UP_TO], ids=["project-lists", "own-reads"])
 def test_K3_batched_observe_lists_each_project_once_and_reads_what_single_reads_read(
-        deployment: Deployment, monkeypatch: pytest.MonkeyPatch) -> None:
+        deployment: Deployment, monkeypatch: pytest.MonkeyPatch, own_reads_up_to: int) -> None:
     """K3: one `observe` call for several services of a host answers each exactly as reading it alone
     does (the per-service list-and-inspect reader, and a one-service batch): running, exited, absent
-    in a listed project, absent in a project that has no container. It lists the containers of each
-    Compose project once, never once per service."""
+    in a listed project, absent in a project that has no container. A project asked for more than
+    `OWN_READS_UP_TO` services has its containers listed once, never once per service; one asked for
+    that many or fewer lists only those services' containers (never the whole project), and both
+    paths answer the same RuntimeState (and so the same fingerprints)."""
+    monkeypatch.setattr(compose_host, "OWN_READS_UP_TO", own_reads_up_to)
     provider, project = deployment.provider, deployment.project
     client = provider.shell.docker()
     if deployment.observe().presence is Presence.ABSENT:
@@ -280,15 +285,20 @@ def test_K3_batched_observe_lists_each_project_once_and_reads_what_single_reads_
         return real_list(*args, **kwargs)
 
     before = {r.service_id: alone(r) for r in requests}
-    monkeypatch.setattr(client.api, "containers", counting_list)
-    batch = provider.observe(requests, parallelism=3)
-    monkeypatch.undo()
+    with monkeypatch.context() as counting:
+        counting.setattr(client.api, "containers", counting_list)
+        batch = provider.observe(requests, parallelism=3)
     assert batch == before == {r.service_id: provider.observe([r])[r.service_id] for r in requests}
+    assert {s: state.fingerprint for s, state in batch.items()} == {s: state.fingerprint for s, state in before.items()}
     assert [batch[s].presence for s in ("svc", "side", "quit", "never-deployed", "elsewhere")] == [
         Presence.RUNNING, Presence.RUNNING, Presence.NOT_READY, Presence.ABSENT, Presence.ABSENT]
     assert batch["side"].deploy_env == {"UNIDESK_DEPLOY_COMMIT": "side"}
-    assert sorted(f["label"] for f in listed) == sorted(
-        [[f"com.docker.compose.project={p}"] for p in (project, f"{project}none")]), listed
+    if own_reads_up_to == 0:
+        expected = [[f"com.docker.compose.project={p}"] for p in (project, f"{project}none")]
+    else:
+        expected = [[f"com.docker.compose.project={r.target.compose.project}",
+                     f"com.docker.compose.service={r.target.compose.service}"] for r in requests]
+    assert sorted(f["label"] for f in listed) == sorted(expected), listed
 
 
 @pytest.mark.parametrize("host_id", HOSTS)

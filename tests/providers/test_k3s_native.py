@@ -32,6 +32,7 @@ from udeploy.engine.errors import UsageError
 from udeploy.engine.load.catalog import Catalog, Host, K3sTarget, Target
 from udeploy.engine.provider_api import ObserveRequest, Presence, ProviderUnreachable, StepRequest, StepResult
 from udeploy.providers import k3s_facts as facts
+from udeploy.providers import k3s_native
 from udeploy.providers.git import GitProvider
 from udeploy.providers.k3s_containerd import Ctr
 from udeploy.providers.k3s_native import K3sNativeProvider
@@ -403,22 +404,41 @@ def test_observe_identity_is_stable_while_the_controller_writes_status(k3s: K3sL
     assert second.fingerprint == first.fingerprint  # what apply compares to detect a stale plan
 
 
+def _observed(dep: dict[str, Any] | None) -> bool:
+    status = (dep or {}).get("status") or {}
+    return dep is not None and int(status.get("observedGeneration") or 0) >= int(dep["metadata"].get("generation") or 0)
+
+
 @pytest.mark.req("K3")
+@pytest.mark.parametrize("own_reads_up_to", [0, k3s_native.OWN_READS_UP_TO], ids=["namespace-lists", "own-reads"])
 def test_K3_batched_observe_lists_each_namespace_once_and_reads_what_single_reads_read(
-        k3s: K3sLab, deployed: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+        k3s: K3sLab, deployed: dict[str, Any], monkeypatch: pytest.MonkeyPatch, own_reads_up_to: int) -> None:
     """K3: one `observe` call for several services of a host answers each exactly as reading it alone
     does (GET of its Deployment, its pods by label selector, and a one-service batch): two running
-    Deployments, one absent in a listed namespace, one in a namespace that does not exist. It lists
-    the Deployments and Pods of each namespace once (no Pods where no asked-for Deployment exists)."""
+    Deployments, one absent in a listed namespace, one in a namespace that does not exist. A
+    namespace asked for more than `OWN_READS_UP_TO` Deployments has its Deployments and Pods listed
+    once (no Pods unless an asked-for Deployment exists and is not ready by its own status); one
+    asked for that many or fewer reads only its own (a GET per Deployment, Pods by selector where
+    it exists and is not ready). Both paths answer the same RuntimeState (and so the same
+    fingerprints)."""
+    monkeypatch.setattr(k3s_native, "OWN_READS_UP_TO", own_reads_up_to)
     old = deployed["commits"]["old"]
-    _apps(k3s).create_namespaced_deployment(k3s.namespace, _deployment("batchside", f"{k3s.local}:{old}",
-                                                                       env=deploy_env(old)))
+    if facts.read_deployment(k3s.provider.kube, k3s.namespace, "batchside") is None:
+        _apps(k3s).create_namespaced_deployment(k3s.namespace, _deployment("batchside", f"{k3s.local}:{old}",
+                                                                           env=deploy_env(old)))
     assert k3s.step("rollout", old, deployments=["batchside"]).ok
+    kube = k3s.provider.kube
+    if facts.read_deployment(kube, k3s.namespace, "idle") is None:  # never ready: its Pods are read
+        _apps(k3s).create_namespaced_deployment(k3s.namespace, _deployment("idle", f"{k3s.local}:{old}", replicas=0))
+    settle = time.monotonic() + 20
+    while time.monotonic() < settle and not _observed(facts.read_deployment(kube, k3s.namespace, "idle")):
+        time.sleep(0.2)
     absent_namespace = f"{k3s.namespace}-absent"
     requests = [k3s.request(), k3s.request("batchside", stamp_deployments=("batchside",), health_service="batchside"),
                 k3s.request("ghost", stamp_deployments=("ghost",)),
+                k3s.request("idle", stamp_deployments=("idle",), health_service="idle"),
                 k3s.request("elsewhere", namespace=absent_namespace)]
-    kube, containerd = k3s.provider.kube, k3s.provider.ctr
+    containerd = k3s.provider.ctr
 
     def alone(request: ObserveRequest) -> Any:
         """The per-object reader: GET the Deployment, then its pods by label selector."""
@@ -441,16 +461,23 @@ def test_K3_batched_observe_lists_each_namespace_once_and_reads_what_single_read
         return real_request(self, method, path, **kwargs)
 
     before = {r.service_id: alone(r) for r in requests}
-    monkeypatch.setattr(facts.Kube, "request", counting_request)
-    batch = k3s.provider.observe(requests, parallelism=3)
-    monkeypatch.undo()
+    with monkeypatch.context() as counting:
+        counting.setattr(facts.Kube, "request", counting_request)
+        batch = k3s.provider.observe(requests, parallelism=3)
     assert batch == before == {r.service_id: k3s.provider.observe([r])[r.service_id] for r in requests}
-    assert [batch[s].presence for s in ("svc", "batchside", "ghost", "elsewhere")] == [
-        Presence.RUNNING, Presence.RUNNING, Presence.ABSENT, Presence.ABSENT]
+    assert {s: state.fingerprint for s, state in batch.items()} == {s: state.fingerprint for s, state in before.items()}
+    assert [batch[s].presence for s in ("svc", "batchside", "ghost", "idle", "elsewhere")] == [
+        Presence.RUNNING, Presence.RUNNING, Presence.ABSENT, Presence.NOT_READY, Presence.ABSENT]
     assert batch["batchside"].live_commit == old and batch["svc"].health is not None
-    assert sorted(gets) == sorted([f"/apis/apps/v1/namespaces/{k3s.namespace}/deployments",
-                                   f"/api/v1/namespaces/{k3s.namespace}/pods",
-                                   f"/apis/apps/v1/namespaces/{absent_namespace}/deployments"]), gets
+    assert batch["idle"].detail == "scaled to 0 replicas", batch["idle"]
+    if own_reads_up_to == 0:  # Pods listed once, for the one asked-for Deployment that is not ready
+        expected = [f"/apis/apps/v1/namespaces/{k3s.namespace}/deployments",
+                    f"/api/v1/namespaces/{k3s.namespace}/pods",
+                    f"/apis/apps/v1/namespaces/{absent_namespace}/deployments"]
+    else:  # a GET per Deployment; Pods by selector only for the one that exists and is not ready
+        expected = [f"/apis/apps/v1/namespaces/{r.target.k3s.namespace}/deployments/{r.target.k3s.stamp_deployments[0]}"
+                    for r in requests] + [f"/api/v1/namespaces/{k3s.namespace}/pods"]
+    assert sorted(gets) == sorted(expected), gets
 
 
 @pytest.mark.req("C2")
