@@ -21,10 +21,9 @@ import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from functools import partial
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
-import docker.errors
 
 from udeploy.engine.errors import GitError, UsageError
 from udeploy.engine.load.catalog import Catalog, ComposeTarget, Host, Target
@@ -41,12 +40,19 @@ from udeploy.engine.provider_api import (
     StepRequest,
     StepResult,
 )
-from udeploy.providers import compose_build as builds
-from udeploy.providers import compose_facts as facts
-from udeploy.providers import compose_ops as ops
 from udeploy.providers.git import GitProvider
-from udeploy.providers.hostshell import HostShell, LocalShell
+from udeploy.providers.lazy import lazy_module, load
 from udeploy.providers.polling import poll
+
+if TYPE_CHECKING:
+    from udeploy.providers.hostshell import HostShell
+
+# The Docker and SSH clients load when a provider is built (`load` in `build`): planning needs none.
+docker = lazy_module("docker")
+hostshell = lazy_module("udeploy.providers.hostshell")
+facts = lazy_module("udeploy.providers.compose_facts")
+ops = lazy_module("udeploy.providers.compose_ops")
+builds = lazy_module("udeploy.providers.compose_build")
 
 HEALTH_TIMEOUT = 20.0  # a just-recreated container needs a moment before its health answers
 GAVE_UP = ("container exited", "container dead")
@@ -74,7 +80,7 @@ class ComposeHostProvider:
     # the container lookups around them are not).
     _project_locks: dict[str, threading.Lock] = attrs.field(factory=dict, init=False)
     _locks_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
-    _written: ops.Written = attrs.field(factory=ops.Written, init=False)  # by stamps of this process
+    _written: ops.Written = attrs.field(factory=lambda: ops.Written(), init=False)  # by stamps of this process
     # Image id -> identity labels, for every read of this process: an image id is the digest of its
     # config, so its labels never change (apply reads a service again after every step).
     _image_labels: dict[str, dict[str, str]] = attrs.field(factory=dict, init=False)
@@ -86,6 +92,7 @@ class ComposeHostProvider:
               shell: HostShell | None = None) -> ComposeHostProvider:
         if host is None:
             raise UsageError("the compose-host provider needs a config.json host")
+        load(docker, hostshell, facts, ops, builds)
         root = host.settings.get("composeRoot")
         if not root:
             raise UsageError(f"host {host.id} has no composeRoot in config.json", path=f"hosts.{host.id}")
@@ -404,7 +411,9 @@ def shell_for(host: Host) -> HostShell:
     """The shell for a config.json host with `docker.socket` or `docker.ssh`."""
     settings: Mapping[str, Any] = host.settings.get("docker") or {}
     if settings.get("socket"):
-        return LocalShell(host.id, str(settings["socket"]), docker_timeout=host.timeouts.get(TimeoutKind.DOCKER))
+        load(hostshell)
+        return hostshell.LocalShell(host.id, str(settings["socket"]),
+                                    docker_timeout=host.timeouts.get(TimeoutKind.DOCKER))
     if settings.get("ssh"):
         from udeploy.providers.hostshell_ssh import SSH_SESSIONS, SshShell  # imports fabric/paramiko only for SSH hosts
 

@@ -23,10 +23,9 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import attrs
-from kubernetes.client.exceptions import ApiException
 
 from udeploy.engine.errors import GitError, UsageError
 from udeploy.engine.load.catalog import Catalog, Host, K3sTarget, Target
@@ -45,13 +44,21 @@ from udeploy.engine.provider_api import (
     StepRequest,
     StepResult,
 )
-from udeploy.providers import k3s_checks as checks
-from udeploy.providers import k3s_facts as facts
-from udeploy.providers import k3s_ops as ops
 from udeploy.providers.git import GitProvider
 from udeploy.providers.k3s_containerd import Ctr
+from udeploy.providers.lazy import lazy_module, load
 from udeploy.providers.polling import poll
-from udeploy.providers.registry import RegistryProvider
+
+if TYPE_CHECKING:
+    from udeploy.providers.registry import RegistryProvider
+
+# The Kubernetes client and the registry's loads when a provider is built (`load` in `build`):
+# planning needs none of them.
+kubernetes = lazy_module("kubernetes")
+checks = lazy_module("udeploy.providers.k3s_checks")
+facts = lazy_module("udeploy.providers.k3s_facts")
+ops = lazy_module("udeploy.providers.k3s_ops")
+registry_module = lazy_module("udeploy.providers.registry")
 
 HEALTH_TIMEOUT = 20.0  # a just-rolled-out pod may need a moment before its health answers
 DEFAULT_REGISTRY = "127.0.0.1:5000"
@@ -78,6 +85,7 @@ class K3sNativeProvider:
               ) -> K3sNativeProvider:
         if host is None:
             raise UsageError("the k3s-native provider needs a config.json host")
+        load(kubernetes, checks, facts, ops, registry_module)
         kubeconfig, socket = host.settings.get("kubeconfig"), host.settings.get("containerdSocket")
         if not kubeconfig:
             raise UsageError(f"host {host.id} has no explicit kubeconfig in config.json; k3s-native never uses "
@@ -91,7 +99,7 @@ class K3sNativeProvider:
         return cls(host=host, kube=facts.Kube(str(kubeconfig), host.settings.get("kubeContext"), host.id,
                                               timeout=(kube_timeout.connect, kube_timeout.read)),
                    ctr=Ctr(str(socket), host.id),
-                   registry=RegistryProvider(registry=registry, timeout=catalog.registry_timeouts.get(
+                   registry=registry_module.RegistryProvider(registry=registry, timeout=catalog.registry_timeouts.get(
                        TimeoutKind.REGISTRY) if catalog else DEFAULTS[TimeoutKind.REGISTRY]),
                    git=git or GitProvider())
 
@@ -130,14 +138,14 @@ class K3sNativeProvider:
         namespace, names = namespace_names
         try:
             return facts.list_workloads(self.kube, namespace, names)
-        except ApiException as exc:
+        except kubernetes.client.exceptions.ApiException as exc:
             raise ProviderUnreachable(f"{self.host.id}: listing the Deployments and Pods of namespace {namespace}: "
                                       f"{facts.api_error(exc)}", path=self.host.id) from exc
 
     def _own_workloads(self, namespace: str, name: str) -> facts.Workloads:
         try:
             return facts.own_workloads(self.kube, namespace, name)
-        except ApiException as exc:
+        except kubernetes.client.exceptions.ApiException as exc:
             raise ProviderUnreachable(f"{self.host.id}: reading Deployment {namespace}/{name} and its Pods: "
                                       f"{facts.api_error(exc)}", path=self.host.id) from exc
 
@@ -153,19 +161,23 @@ class K3sNativeProvider:
         return checks.pause_image_check(self.ctr, image or str(self.host.settings.get("sandboxImage")
                                                               or checks.PAUSE_IMAGE))
 
-    def code_queue_image_gate(self, image: str = checks.CODE_QUEUE_IMAGE, namespace: str = checks.CODE_QUEUE_NAMESPACE,
-                              deployments: Sequence[str] = checks.CODE_QUEUE_DEPLOYMENTS) -> dict[str, Any]:
-        """E4: the Code Queue tag is in containerd and every listed Deployment references exactly it."""
-        return checks.code_queue_image_gate(self.kube, self.ctr, image, namespace, deployments)
+    def code_queue_image_gate(self, image: str | None = None, namespace: str | None = None,
+                              deployments: Sequence[str] | None = None) -> dict[str, Any]:
+        """E4: the Code Queue tag is in containerd and every listed Deployment references exactly it
+        (defaults: `k3s_checks`' Code Queue image, namespace and Deployments)."""
+        return checks.code_queue_image_gate(self.kube, self.ctr, image or checks.CODE_QUEUE_IMAGE,
+                                            namespace or checks.CODE_QUEUE_NAMESPACE,
+                                            checks.CODE_QUEUE_DEPLOYMENTS if deployments is None else deployments)
 
-    def code_queue_diagnostics(self, namespace: str = checks.CODE_QUEUE_NAMESPACE,
-                               deployments: Sequence[str] = checks.CODE_QUEUE_DEPENDENCIES,
-                               scheduler_service: str = checks.CODE_QUEUE_SCHEDULER,
-                               scheduler_port: int | str | None = None, health_path: str = "/health"
-                               ) -> dict[str, Any]:
-        """E5: degraded/failing with a specific `degradedReason` (see providers.k3s_checks)."""
-        return checks.code_queue_diagnostics(self.kube, namespace, deployments, scheduler_service, scheduler_port,
-                                             health_path)
+    def code_queue_diagnostics(self, namespace: str | None = None, deployments: Sequence[str] | None = None,
+                               scheduler_service: str | None = None, scheduler_port: int | str | None = None,
+                               health_path: str = "/health") -> dict[str, Any]:
+        """E5: degraded/failing with a specific `degradedReason` (see providers.k3s_checks; the
+        defaults are its Code Queue namespace, dependencies and scheduler)."""
+        return checks.code_queue_diagnostics(
+            self.kube, namespace or checks.CODE_QUEUE_NAMESPACE,
+            checks.CODE_QUEUE_DEPENDENCIES if deployments is None else deployments,
+            scheduler_service or checks.CODE_QUEUE_SCHEDULER, scheduler_port, health_path)
 
     # -- steps
 
@@ -220,7 +232,7 @@ class K3sNativeProvider:
         except ProviderUnreachable as exc:
             return StepResult(False, f"{request.kind.value} on {self.host.id}: {exc.message}",
                               {"kind": request.kind.value})
-        except ApiException as exc:
+        except kubernetes.client.exceptions.ApiException as exc:
             return StepResult(False, f"{request.kind.value} on {self.host.id}: Kubernetes API error "
                               f"{facts.api_error(exc)}", {"kind": request.kind.value})
         return StepResult(False, f"the k3s-native provider does not execute {request.kind.value!r} steps",
