@@ -16,6 +16,7 @@ local directory: a lock lives as long as its process) answers both from what it 
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
 from importlib.metadata import entry_points
 from typing import Any, Protocol, runtime_checkable
@@ -200,3 +201,19 @@ def open_backend(url: str) -> StateBackend:
     if not isinstance(found, StateBackend):
         raise StateBackendNotFound(f"the {scheme} state backend does not implement StateBackend", path=scheme)
     return found
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process `pid` on this machine still runs: a lock or job holder that is gone is dead."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    # A zombie child (killed but not reaped yet) is not alive either.
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().split(")")[-1].split()[0] != "Z"
+    except OSError:
+        return True

@@ -37,6 +37,7 @@ from udeploy.engine.state_api import (
     LockMismatch,
     StateUnavailable,
     StateUnusable,
+    pid_alive,
     redact_password,
 )
 
@@ -54,19 +55,6 @@ def _now() -> str:
 def _iso(value: dt.datetime | None) -> str | None:
     return value.astimezone(dt.UTC).isoformat(timespec="milliseconds") if value else None
 
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 def migrate(conn: psycopg.Connection[Any]) -> list[int]:
@@ -275,7 +263,7 @@ def _job_doc(row: Mapping[str, Any], live_tokens: Mapping[str, int]) -> dict[str
            "environment": row["environment"], "dryRun": row["dry_run"], "startedAt": _iso(row["started_at"]),
            "finishedAt": _iso(row["finished_at"]), "result": row["result"]}
     if doc["state"] == "running":
-        if row["host"] == socket.gethostname() and not _pid_alive(row["pid"]):
+        if row["host"] == socket.gethostname() and not pid_alive(row["pid"]):
             doc["state"], doc["diedNote"] = "died", f"process {row['pid']} ended without finishing the job"
         elif row["scope"] and live_tokens.get(row["scope"]) != row["lock_token"]:
             doc["state"] = "died"

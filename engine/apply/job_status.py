@@ -18,14 +18,13 @@ from udeploy.engine.apply.jobs import (
     Job,
     JobNotFound,
     JobRecordCorrupt,
-    pid_alive,
     read_record,
     tail_of,
     valid_pid,
 )
 from udeploy.engine.apply.progress import NodeState, Progress, ProgressEvent, phase
 from udeploy.engine.apply.state import LocalState
-from udeploy.engine.state_api import StateBackend
+from udeploy.engine.state_api import StateBackend, pid_alive
 
 TAIL_BYTES_MAX = 1 << 20  # a tail is for a terminal or a bot comment; the whole log is on disk
 ACTIVE = ("starting", "running")  # every other job state is final: succeeded, failed, refused, died

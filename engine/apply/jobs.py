@@ -34,6 +34,7 @@ from udeploy.engine.state_api import JobNotFound as JobNotFound  # re-exported: 
 from udeploy.engine.state_api import JobRecordCorrupt as JobRecordCorrupt
 from udeploy.engine.state_api import StateRecordCorrupt as StateRecordCorrupt
 from udeploy.engine.state_api import StateUnusable as StateUnusable
+from udeploy.engine.state_api import pid_alive
 
 JOB_ID = re.compile(r"^[0-9]{8}T[0-9]{6}Z-[0-9a-f]{6}$")  # new_job_id()'s format
 PID_MAX = 2**22  # the kernel's largest pid_max: a pid beyond it was never a process
@@ -114,20 +115,6 @@ def now() -> str:
 def new_job_id() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
 
-
-def pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    # A zombie child (killed but not reaped yet) is not alive either.
-    try:
-        with open(f"/proc/{pid}/stat") as f:
-            return f.read().split(")")[-1].split()[0] != "Z"
-    except OSError:
-        return True
 
 
 class Job:

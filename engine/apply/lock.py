@@ -35,13 +35,13 @@ from udeploy.engine.apply.jobs import (
     check_state_folder,
     now,
     parse_record,
-    pid_alive,
     valid_pid,
 )
 from udeploy.engine.errors import UdeployError, UsageError
 from udeploy.engine.load.input_files import open_regular
 from udeploy.engine.state_api import LockHeld as LockHeld  # re-exported: their home was here
 from udeploy.engine.state_api import LockMismatch as LockMismatch
+from udeploy.engine.state_api import pid_alive
 
 SCOPE = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")  # env-dev, env-prod, local-manifest: never a path
 

@@ -28,6 +28,8 @@ from udeploy.engine.cli.common import (
     RefOpt,
     RepoOpt,
     ServiceOpt,
+    StateOpt,
+    StateUrlOpt,
     TimeoutOpt,
     VerboseOpt,
     app,
@@ -42,12 +44,6 @@ from udeploy.engine.load.timeouts import from_cli
 from udeploy.engine.plan.page import job_paint, plan_page
 from udeploy.engine.state_api import StateBackend
 
-StateOpt = Annotated[Path | None, typer.Option("--state-dir", help="Where jobs and locks live (default .state, "
-                                               "or $UDEPLOY_STATE_DIR).")]
-StateUrlOpt = Annotated[str | None, typer.Option("--state-url", envvar="UDEPLOY_STATE_URL", show_default=False,
-                                                 help="A shared state backend (postgresql://user@host/db; the "
-                                                 "password from PGPASSFILE or PGPASSWORD) for locks, jobs and "
-                                                 "resume records instead of --state-dir (docs/state.md).")]
 ApplyParallelOpt = Annotated[int, typer.Option("--parallelism", min=1, help="Nodes run at once (default 10).",
                                                envvar="UDEPLOY_PARALLELISM")]
 

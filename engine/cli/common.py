@@ -115,3 +115,10 @@ def progress(message: str) -> None:
     sys.stderr.write(f"udeploy: {message}\n")
 
 
+# Where jobs, locks and resume records live: every command that reads or writes state takes both.
+StateOpt = Annotated[Path | None, typer.Option("--state-dir", help="Where jobs and locks live (default .state, "
+                                               "or $UDEPLOY_STATE_DIR).")]
+StateUrlOpt = Annotated[str | None, typer.Option("--state-url", envvar="UDEPLOY_STATE_URL", show_default=False,
+                                                 help="A shared state backend (postgresql://user@host/db; the "
+                                                 "password from PGPASSFILE or PGPASSWORD) for locks, jobs and "
+                                                 "resume records instead of --state-dir (docs/state.md).")]

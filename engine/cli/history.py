@@ -10,7 +10,7 @@ import typer
 
 from udeploy.engine.apply.jobs import default_state_dir
 from udeploy.engine.apply.state import open_state
-from udeploy.engine.cli.common import RefOpt, RepoOpt, app, emit, guarded
+from udeploy.engine.cli.common import RefOpt, RepoOpt, StateOpt, StateUrlOpt, app, emit, guarded
 from udeploy.engine.history.records import deployments
 from udeploy.engine.history.rollback import RollbackRequest, rollback
 from udeploy.engine.load.manifest import require_known_environment
@@ -18,12 +18,7 @@ from udeploy.engine.load.source import DEFAULT_REF
 
 HistoryEnvOpt = Annotated[str, typer.Option("--env", help="The environment (dev|prod): its job records, its "
                                             "deploy.json entry.", envvar="UDEPLOY_ENV")]
-StateDirOpt = Annotated[Path | None, typer.Option("--state-dir", help="Where jobs and locks live (default .state, "
-                                                  "or $UDEPLOY_STATE_DIR).")]
-StateUrlOpt = Annotated[str | None, typer.Option("--state-url", envvar="UDEPLOY_STATE_URL", show_default=False,
-                                                 help="A shared state backend (postgresql://user@host/db; the "
-                                                 "password from PGPASSFILE or PGPASSWORD) instead of --state-dir "
-                                                 "(docs/state.md).")]
+
 
 
 @app.command()
@@ -32,7 +27,7 @@ def history(
     service: Annotated[str | None, typer.Option("--service", help="Only this service id.")] = None,
     show_all: Annotated[bool, typer.Option("--all", help="Also list deployments whose live verification "
                                            "failed (verified: false).")] = False,
-    state_dir: StateDirOpt = None, state_url: StateUrlOpt = None,
+    state_dir: StateOpt = None, state_url: StateUrlOpt = None,
 ) -> None:
     """The verified deployments of an environment, newest first, from the job records: service, commit,
     when, job id, who (owner@host), plan digest, and whether live verification passed."""
@@ -60,7 +55,7 @@ def rollback_command(
                                            "the current pin.")] = None,
     push: Annotated[bool, typer.Option("--push", help="Push the new branch to origin for review.")] = False,
     repo: RepoOpt = Path("."), ref: RefOpt = DEFAULT_REF,
-    state_dir: StateDirOpt = None, state_url: StateUrlOpt = None,
+    state_dir: StateOpt = None, state_url: StateUrlOpt = None,
 ) -> None:
     """Pin a service back to a commit it ran verified: one `commitId` changed in deploy.json (formatting
     kept), committed on a new branch udeploy/rollback-<service>-<short> from the remote ref, pushed with

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import time
@@ -69,8 +70,12 @@ def udeploy(sample: SampleRepo, tmp_path: Path, *args: str) -> Run:
     return Run(done.returncode, done.stdout, done.stderr, time.monotonic() - began)
 
 
+# udeploy's own stderr lines: `udeploy: …` progress, or apply's timestamped progress off a terminal.
+OWN_LINE = re.compile(r"udeploy: |\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ ")
+
+
 def assert_quiet(stderr: str) -> None:
     """No traceback and no library's logging on stderr: only udeploy's own progress lines."""
     noise = [word for word in LIBRARY_NOISE if word in stderr]
     assert not noise, f"library output on stderr ({noise}):\n{stderr}"
-    assert all(line.startswith("udeploy: ") for line in stderr.splitlines() if line.strip()), stderr
+    assert all(OWN_LINE.match(line) for line in stderr.splitlines() if line.strip()), stderr
