@@ -53,6 +53,7 @@ REPO = Path(__file__).resolve().parents[1]
 if str(REPO) not in sys.path:
     sys.path.insert(0, str(REPO))
 
+from bench.fleet_images import http  # noqa: E402
 from tests.sample_repo import REPO_URL, SampleRepo, init_empty  # noqa: E402
 
 FIXTURE = REPO / "fixtures" / "unidesk-sample"
@@ -315,15 +316,6 @@ def build_fleet(workdir: Path, size: int, *, shared_manifest: bool, token: str) 
 # -- published artifacts (registry API only: copy lab/busybox's manifest, mount its blobs)
 
 
-def _http(method: str, url: str, *, body: bytes | None = None, headers: Mapping[str, str] | None = None,
-          ) -> tuple[int, Mapping[str, str], bytes]:
-    request = urllib.request.Request(url, data=body, method=method, headers=dict(headers or {}))
-    try:
-        with urllib.request.urlopen(request, timeout=30) as r:
-            return r.status, dict(r.headers.items()), r.read()
-    except urllib.error.HTTPError as exc:
-        return exc.code, dict(exc.headers.items()), exc.read() or b""
-
 
 def publish(fleet: Fleet, every: int) -> str | None:
     """Publish services 1, 1+every, ... at the fleet commit; returns the manifest digest (None: nothing)."""
@@ -331,7 +323,7 @@ def publish(fleet: Fleet, every: int) -> str | None:
         return None
     root = f"http://{SAMPLE_CONFIG['registry']['address']}/v2"
     prefix = SAMPLE_CONFIG["registry"]["repositoryPrefix"]
-    status, headers, manifest = _http("GET", f"{root}/{BASE_IMAGE_REPO}/manifests/{BASE_IMAGE_TAG}",
+    status, headers, manifest = http("GET", f"{root}/{BASE_IMAGE_REPO}/manifests/{BASE_IMAGE_TAG}",
                                       headers={"Accept": MANIFEST_TYPES})
     if status != 200:
         print(f"bench: {BASE_IMAGE_REPO}:{BASE_IMAGE_TAG} is not in the lab registry (HTTP {status}); "
@@ -344,10 +336,10 @@ def publish(fleet: Fleet, every: int) -> str | None:
     for i in range(1, fleet.size + 1, every):
         repo = f"{prefix}/{service_id(i)}"
         for blob in blobs:
-            status, _, text = _http("POST", f"{root}/{repo}/blobs/uploads/?mount={blob}&from={BASE_IMAGE_REPO}")
+            status, _, text = http("POST", f"{root}/{repo}/blobs/uploads/?mount={blob}&from={BASE_IMAGE_REPO}")
             if status != 201:
                 raise BenchError(f"cannot mount {blob} into {repo}: HTTP {status} {text[:200]!r}")
-        status, answer, text = _http("PUT", f"{root}/{repo}/manifests/{fleet.commit}", body=manifest,
+        status, answer, text = http("PUT", f"{root}/{repo}/manifests/{fleet.commit}", body=manifest,
                                      headers={"Content-Type": media})
         if status != 201:
             raise BenchError(f"cannot push {repo}:{fleet.commit}: HTTP {status} {text[:200]!r}")
@@ -360,7 +352,7 @@ def unpublish(fleet: Fleet, digest: str | None) -> None:
     root = f"http://{SAMPLE_CONFIG['registry']['address']}/v2"
     prefix = SAMPLE_CONFIG["registry"]["repositoryPrefix"]
     for sid in fleet.published:
-        status, _, _ = _http("DELETE", f"{root}/{prefix}/{sid}/manifests/{digest}")
+        status, _, _ = http("DELETE", f"{root}/{prefix}/{sid}/manifests/{digest}")
         if status not in (202, 404):
             print(f"bench: could not delete {prefix}/{sid}@{digest}: HTTP {status}", file=sys.stderr)
     fleet.published.clear()

@@ -34,19 +34,7 @@ def normalize(doc: Any, sample: SampleRepo) -> Any:
 
 
 def assert_golden(case: str, actual: Any) -> None:
-    path = CASES / case / "expected-plan.json"
-    rendered = json.dumps(actual, indent=2, sort_keys=True) + "\n"
-    if os.environ.get("UDEPLOY_UPDATE_GOLDEN") or not path.exists():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(rendered)
-        if not os.environ.get("UDEPLOY_UPDATE_GOLDEN"):
-            raise AssertionError(f"wrote a new golden file {path}; review it and run again")
-        return
-    expected = path.read_text()
-    if rendered != expected:
-        diff = "".join(difflib.unified_diff(expected.splitlines(True), rendered.splitlines(True),
-                                            "expected", "actual", n=2))
-        raise AssertionError(f"{path} differs (UDEPLOY_UPDATE_GOLDEN=1 rewrites it):\n{diff[:8000]}")
+    assert_golden_text(case, "expected-plan.json", json.dumps(actual, indent=2, sort_keys=True) + "\n")
 
 
 def assert_golden_text(case: str, name: str, actual: str) -> None:
