@@ -76,8 +76,8 @@ def check_trust(plan: Plan, options: ApplyOptions, pool_for: Callable[[DesiredSt
         raise PlanStale(f"manifest moved: planned at {plan.manifest.commit}, now {state.source.commit}",
                         path=plan.manifest.ref)
     pool = pool_for(state)
-    obs = observe(state, pool, parallelism=options.parallelism) if plan.refreshed else \
-        Observations(artifacts={}, runtime={}, secrets={})
+    obs = observe(_deploying(plan, state), pool, parallelism=options.parallelism, read_health=False) \
+        if plan.refreshed else Observations(artifacts={}, runtime={}, secrets={})
     moved = _moved_nodes(plan, obs, resume)
     if moved:
         raise PlanStale(f"the plan is stale: {len(moved)} node(s) were planned against state that has since changed "
@@ -95,6 +95,14 @@ def check_trust(plan: Plan, options: ApplyOptions, pool_for: Callable[[DesiredSt
             raise PolicyRefused(f"{s.id}: required runtime secrets are missing ({missing}); nothing was changed",
                                 rule="P7", path=s.id)
     return state, pool, obs
+
+
+def _deploying(plan: Plan, state: DesiredState) -> DesiredState:
+    """The services the trust check needs read: those the plan deploys. Only their nodes carry
+    fingerprints to compare and only they are held to P7; a no-op service has no node, so reading
+    it (or any service's health, which no fingerprint covers) could never refuse anything."""
+    deploying = {s.id for s in plan.services if s.action is Action.DEPLOY}
+    return attrs.evolve(state, services=tuple(d for d in state.services if d.id in deploying))
 
 
 def _check_manifest_unmoved(plan: Plan, git: SourceReader, checkout: Path) -> None:

@@ -113,7 +113,10 @@ def runtime_target(d: DesiredService) -> tuple[str, Target] | None:
     return target.host, target
 
 
-def observe(state: DesiredState, pool: ProviderPool, *, parallelism: int = 10) -> Observations:
+def observe(state: DesiredState, pool: ProviderPool, *, parallelism: int = 10,
+            read_health: bool = True) -> Observations:
+    """Every selected service's artifact, runtime (with its health unless `read_health` is False:
+    apply's trust check compares fingerprints, which health is no part of), secrets and upstream."""
     artifacts: dict[str, ArtifactState] = {}
     runtime: dict[str, RuntimeState] = {}
     secrets: dict[str, Mapping[str, Any]] = {}
@@ -134,7 +137,8 @@ def observe(state: DesiredState, pool: ProviderPool, *, parallelism: int = 10) -
         if where is not None:
             host_id, target = where
             by_host.setdefault(host_id, []).append(
-                ObserveRequest(service_id=d.id, target=target, health_path=d.microservice.health_path))
+                ObserveRequest(service_id=d.id, target=target, health_path=d.microservice.health_path,
+                               read_health=read_health))
         env = d.environment
         if env and env.runtime_secrets and env.target and env.target.compose:
             jobs.append(_job(secrets, d.id, partial(_read_secrets, pool, env.target.host, env.runtime_secrets,
