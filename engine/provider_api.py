@@ -187,6 +187,11 @@ class StepResult:
     ok: bool
     message: str
     facts: Mapping[str, Any] = attrs.field(factory=dict)
+    # The step changed nothing the service's `RuntimeState.fingerprint` covers (it pulled or tagged
+    # images, or wrote files, no running container or Deployment reads yet). Apply then keeps the
+    # fingerprint it already holds for resume instead of reading the service again; a provider
+    # that is unsure leaves it False (a wrong True can only make a resume refuse as stale).
+    runtime_untouched: bool = False
 
 
 @runtime_checkable

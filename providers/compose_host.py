@@ -185,10 +185,12 @@ class ComposeHostProvider:
         p, dry = request.params, request.dry_run
         try:
             match request.kind:
+                # Pulling and tagging images and writing files change no container, and the runtime
+                # fingerprint is the container's (id, image id, state, env): apply need not re-read it.
                 case StepKind.TRANSFER_IMAGE:
-                    return ops.transfer_image(self.shell, p, dry)
+                    return _untouched(ops.transfer_image(self.shell, p, dry))
                 case StepKind.STAMP:  # rewrites the project's shared compose file, under its lock
-                    return self._stamp(request)
+                    return _untouched(self._stamp(request))
                 case StepKind.RECREATE:
                     return ops.recreate(self.shell, self.layout, p, self._compose_command(), dry,
                                         self._project_lock(str(p["project"])))
@@ -306,6 +308,10 @@ class ComposeHostProvider:
         if any(str(d).endswith(f"@{want}") for d in digests):
             return []
         return [f"image digest: expected {want}, the running image has {', '.join(digests) or 'no registry digest'}"]
+
+
+def _untouched(result: StepResult) -> StepResult:
+    return attrs.evolve(result, runtime_untouched=True)
 
 
 def _recreate_command(service: str) -> str:

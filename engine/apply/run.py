@@ -213,6 +213,7 @@ def _walk(plan: Plan, state: DesiredState, options: ApplyOptions, pool: Provider
           lease: Lease) -> dict[str, Any]:
     by_id = {n.id: n for n in plan.nodes}
     done = set() if options.dry_run else resume.done & set(by_id)
+    closing = _closing_nodes(plan)
     for n in sorted(done):
         job.node(n, "succeeded", message="already applied and verified by an earlier job of this plan")
     for each in plan.nodes:  # the watcher's starting picture: every node and where it runs
@@ -243,7 +244,8 @@ def _walk(plan: Plan, state: DesiredState, options: ApplyOptions, pool: Provider
         try:
             result = provider.execute(request)
             if result.ok and not options.dry_run:  # recorded before the node counts as done
-                resume.record(node.id, node.service, _runtime_after(pool, state, node))
+                needed = not result.runtime_untouched and node.id not in closing
+                resume.record(node.id, node.service, _runtime_after(pool, state, node) if needed else None)
         except Exception as exc:  # a provider bug must still leave an honest job record
             message = exc.message if isinstance(exc, UdeployError) else f"{type(exc).__name__}: {exc}"
             job.node(node_id, "failed", message=message)
@@ -344,6 +346,36 @@ def _output_tail(facts: Mapping[str, Any], lines: int = 8) -> str:
         return ""
     text = log if isinstance(log, str) else "\n".join(map(str, log))
     return "".join(f"\n    | {line}" for line in text.strip().splitlines()[-lines:])
+
+
+def _closing_nodes(plan: Plan) -> set[str]:
+    """The nodes whose success leaves every node of their service done: all the others are upstream
+    of it, and the walk runs a node only after its upstream succeeded. A resume skips done nodes,
+    so the runtime fingerprint recorded after a closing node is never compared: apply does not
+    read the service for it."""
+    service = {n.id: n.service for n in plan.nodes}
+    upstream: dict[str, list[str]] = {n.id: [] for n in plan.nodes}
+    feeds_own_service: set[str] = set()
+    for a, b in plan.edges:
+        upstream[b].append(a)
+        if service[a] and service[a] == service[b]:
+            feeds_own_service.add(a)
+    by_service: dict[str, set[str]] = {}
+    for n in plan.nodes:
+        if n.service:
+            by_service.setdefault(n.service, set()).add(n.id)
+
+    def closes(node_id: str, own: str) -> bool:
+        missing, seen, todo = by_service[own] - {node_id}, {node_id}, [node_id]
+        while todo and missing:
+            for u in upstream[todo.pop()]:
+                if u not in seen:
+                    seen.add(u)
+                    missing.discard(u)
+                    todo.append(u)
+        return not missing
+
+    return {n.id for n in plan.nodes if n.service and n.id not in feeds_own_service and closes(n.id, n.service)}
 
 
 def _runtime_after(pool: ProviderPool, state: DesiredState, node: Node) -> str | None:
