@@ -187,10 +187,13 @@ class StepResult:
     ok: bool
     message: str
     facts: Mapping[str, Any] = attrs.field(factory=dict)
-    # The step changed nothing the service's `RuntimeState.fingerprint` covers (it pulled or tagged
-    # images, or wrote files, no running container or Deployment reads yet). Apply then keeps the
-    # fingerprint it already holds for resume instead of reading the service again; a provider
-    # that is unsure leaves it False (a wrong True can only make a resume refuse as stale).
+    # For apply's resume record, so that it need not read the service again after the step:
+    # `runtime`, the service's state as the step left it, read the way `Provider.observe` reads it
+    # (health aside), when the step read it anyway; or `runtime_untouched`, the step changed nothing
+    # `RuntimeState.fingerprint` covers (it pulled or tagged images or wrote files that no running
+    # container or Deployment reads yet), so the fingerprint apply holds still stands. A provider
+    # that is unsure sets neither (a wrong answer can only make a resume refuse as stale).
+    runtime: RuntimeState | None = None
     runtime_untouched: bool = False
 
 

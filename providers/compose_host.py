@@ -193,7 +193,7 @@ class ComposeHostProvider:
                     return _untouched(self._stamp(request))
                 case StepKind.RECREATE:
                     return ops.recreate(self.shell, self.layout, p, self._compose_command(), dry,
-                                        self._project_lock(str(p["project"])))
+                                        self._project_lock(str(p["project"])), self._image_labels)
                 case StepKind.EXPORT_SOURCE:
                     return builds.export_source(self.shell, self.layout, p, request.service_id, dry,
                                                 self.build_proxy())

@@ -207,10 +207,12 @@ def compose_command(shell: HostShell) -> list[str]:
 
 
 def recreate(shell: HostShell, layout: Layout, params: Mapping[str, Any], compose: list[str],
-             dry_run: bool, exclusive: AbstractContextManager[Any] | None = None) -> StepResult:
+             dry_run: bool, exclusive: AbstractContextManager[Any] | None = None,
+             known_labels: dict[str, dict[str, str]] | None = None) -> StepResult:
     """`up --force-recreate` of one service, under `exclusive` (the provider's project lock: two `up`s
     of a Compose v1 project race to create its network); the container ids before and after, for
-    the log, are read outside it."""
+    the log, are read outside it. The container read after is the service's runtime as `observe`
+    reads it (`known_labels` as there), reported for apply's resume record."""
     project, service = str(params["project"]), str(params["service"])
     path = layout.compose_path(project, str(params["file"]))
     base = [*compose, "-p", project, "-f", path]
@@ -225,8 +227,11 @@ def recreate(shell: HostShell, layout: Layout, params: Mapping[str, Any], compos
     with exclusive or contextlib.nullcontext():
         result = run_in_dir(shell, layout.project_dir(project), command)
     info["log"] = result.tail()
-    info["containerAfter"] = (facts.service_container(shell, project, service) or {}).get("Id")
+    after = facts.service_container(shell, project, service)
+    info["containerAfter"] = (after or {}).get("Id")
     if not result.ok:
         return StepResult(False, f"`{shlex.join(command)}` failed on {shell.host_id} (exit {result.returncode})",
                           info)
-    return StepResult(True, f"recreated {project}/{service} on {shell.host_id}", info)
+    return StepResult(True, f"recreated {project}/{service} on {shell.host_id}", info,
+                      runtime=facts.container_state(shell, f"{shell.host_id}:{project}/{service}", after,
+                                                    known_labels))

@@ -33,7 +33,14 @@ from udeploy.engine.plan.observe import Observations, ProviderPool, observe, run
 from udeploy.engine.plan.planfile import PlanStale, to_document
 from udeploy.engine.plan.planner import guard_context, request_of
 from udeploy.engine.plan.records import EnvManifest
-from udeploy.engine.provider_api import ObserveRequest, SourceReader, StepKind, StepRequest, source_reader
+from udeploy.engine.provider_api import (
+    ObserveRequest,
+    SourceReader,
+    StepKind,
+    StepRequest,
+    StepResult,
+    source_reader,
+)
 from udeploy.engine.state_api import JobRecord, LeaseLost, ResumeRecord, StateBackend, StateUnavailable
 
 
@@ -244,8 +251,7 @@ def _walk(plan: Plan, state: DesiredState, options: ApplyOptions, pool: Provider
         try:
             result = provider.execute(request)
             if result.ok and not options.dry_run:  # recorded before the node counts as done
-                needed = not result.runtime_untouched and node.id not in closing
-                resume.record(node.id, node.service, _runtime_after(pool, state, node) if needed else None)
+                resume.record(node.id, node.service, _fingerprint_after(pool, state, node, result, closing))
         except Exception as exc:  # a provider bug must still leave an honest job record
             message = exc.message if isinstance(exc, UdeployError) else f"{type(exc).__name__}: {exc}"
             job.node(node_id, "failed", message=message)
@@ -376,6 +382,18 @@ def _closing_nodes(plan: Plan) -> set[str]:
         return not missing
 
     return {n.id for n in plan.nodes if n.service and n.id not in feeds_own_service and closes(n.id, n.service)}
+
+
+def _fingerprint_after(pool: ProviderPool, state: DesiredState, node: Node, result: StepResult,
+                       closing: set[str]) -> str | None:
+    """What the resume record keeps after a succeeded step: the runtime fingerprint the step
+    reported, else a fresh read, unless it could never be compared (a closing node) or the step left
+    the runtime untouched (None: the record keeps the fingerprint it holds, else the plan's)."""
+    if node.id in closing or result.runtime_untouched:
+        return None
+    if result.runtime is not None:
+        return result.runtime.fingerprint
+    return _runtime_after(pool, state, node)
 
 
 def _runtime_after(pool: ProviderPool, state: DesiredState, node: Node) -> str | None:
