@@ -20,7 +20,7 @@ built and nothing comes from the internet.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -216,15 +216,16 @@ class K3sNativeProvider:
                 case StepKind.APPLY_OBJECTS:
                     manifest = self._manifest(p)
                     return manifest if isinstance(manifest, StepResult) else \
-                        ops.apply_objects(self.kube, manifest, p, dry)
+                        self._reporting_runtime(p, dry, lambda seen: ops.apply_objects(self.kube, manifest, p, dry,
+                                                                                       seen))
                 case StepKind.APPLY_PREREQUISITE:
                     manifest = self._manifest(p)
                     return manifest if isinstance(manifest, StepResult) else \
                         ops.apply_prerequisite(self.kube, manifest, p, dry)
                 case StepKind.STAMP:
-                    return ops.stamp(self.kube, p, dry)
+                    return self._reporting_runtime(p, dry, lambda seen: ops.stamp(self.kube, p, dry, seen))
                 case StepKind.ROLLOUT:
-                    return ops.rollout(self.kube, p, dry)
+                    return self._reporting_runtime(p, dry, lambda seen: ops.rollout(self.kube, p, dry, seen))
                 case StepKind.VERIFY_LIVE:
                     return self._verify_live(request, wait=not dry)
                 case StepKind.GUARD_SOURCE:
@@ -259,6 +260,21 @@ class K3sNativeProvider:
                           "imports resolve" + (", image gate holds" if p.get("gateImage") else ""), facts_out)
 
     # -- internals
+
+    def _reporting_runtime(self, p: Mapping[str, Any], dry_run: bool,
+                           step: Callable[[dict[str, Mapping[str, Any]]], StepResult]) -> StepResult:
+        """`step`, and the service's runtime from the primary Deployment it wrote or polled last, as
+        `observe` reads it (its Pods when not ready, its image in containerd), for apply's resume
+        record: the API server's answer to the write is the object a GET would return."""
+        seen: dict[str, Mapping[str, Any]] = {}
+        result = step(seen)
+        name = str((p.get("deployments") or [""])[0])
+        dep = seen.get(name)
+        if dry_run or not result.ok or dep is None:
+            return result
+        where = f"{self.host.id}:{p['namespace']}/Deployment/{name}"
+        return attrs.evolve(result, runtime=facts.deployment_state(self.ctr, where, dep,
+                                                                   facts.pods_if_unready(self.kube, dep)))
 
     def _manifest(self, p: Mapping[str, Any]) -> bytes | StepResult:
         """The manifest at the plan's manifest commit, read from git objects (never a working tree)."""

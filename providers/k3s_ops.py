@@ -10,6 +10,9 @@ Objects are written with server-side apply (`application/apply-patch+yaml`, fiel
 resourceVersion and generation. A Deployment that the stamp step owns keeps its live image and
 stamp when apply-objects re-applies the manifest (which holds placeholders), so applying never rolls
 the service to a placeholder image between apply-objects and stamp.
+
+The steps that write or poll Deployments leave the last object they got back for each in `seen`
+(name -> Deployment, when given), so the provider can report the service's runtime from it.
 """
 
 from __future__ import annotations
@@ -83,7 +86,8 @@ def _plain_http(image: str, registry: RegistryProvider) -> bool:
 # -- apply-objects and apply-prerequisite: manifest objects into one namespace (E2)
 
 
-def apply_objects(kube: facts.Kube, manifest: bytes, params: Mapping[str, Any], dry_run: bool) -> StepResult:
+def apply_objects(kube: facts.Kube, manifest: bytes, params: Mapping[str, Any], dry_run: bool,
+                  seen: dict[str, Mapping[str, Any]] | None = None) -> StepResult:
     """Only the objects `params.objects` names ("Kind/name"), into `params.namespace`."""
     path, namespace = str(params["manifest"]), str(params["namespace"])
     try:
@@ -93,7 +97,8 @@ def apply_objects(kube: facts.Kube, manifest: bytes, params: Mapping[str, Any], 
     refused = refusals(chosen, namespace, allow_namespace=False)
     if refused:
         return StepResult(False, f"refused to apply {path}: " + "; ".join(refused), {"refused": refused})
-    return _apply_all(kube, chosen, namespace, path, dry_run, stamped=set(params.get("deployments") or ()))
+    return _apply_all(kube, chosen, namespace, path, dry_run, stamped=set(params.get("deployments") or ()),
+                      seen=seen)
 
 
 def apply_prerequisite(kube: facts.Kube, manifest: bytes, params: Mapping[str, Any], dry_run: bool) -> StepResult:
@@ -134,7 +139,7 @@ CREATE_ONLY_KINDS = frozenset({"Secret", "Job", "PersistentVolumeClaim"})
 
 
 def _apply_all(kube: facts.Kube, objects: Sequence[K8sObject], namespace: str, path: str, dry_run: bool,
-               stamped: set[str]) -> StepResult:
+               stamped: set[str], seen: dict[str, Mapping[str, Any]] | None = None) -> StepResult:
     # Only a dry run needs to know the namespace exists (it cannot ask the server about objects of a
     # namespace not created yet); for a real apply, an object's GET in a missing namespace is a 404 too.
     ns_exists = not dry_run or kube.get(facts.object_path("v1", "Namespace", None, namespace)) is not None
@@ -159,6 +164,8 @@ def _apply_all(kube: facts.Kube, objects: Sequence[K8sObject], namespace: str, p
             done = ", ".join(f"{a['ref']} {a['action']}" for a in applied) or "nothing"
             return StepResult(False, f"apply of {o.ref} from {path} into {namespace} failed: {facts.api_error(exc)} "
                                      f"(before it: {done})", {"applied": applied, "failed": o.ref})
+        if seen is not None and o.kind == "Deployment" and not dry_run:
+            seen[o.name] = result
         applied.append({"ref": o.ref, "action": _action(live, result, dry_run),
                         "generation": (result.get("metadata") or {}).get("generation"),
                         "resourceVersion": (result.get("metadata") or {}).get("resourceVersion")})
@@ -205,7 +212,8 @@ def keep_live_stamp(body: dict[str, Any], live: Mapping[str, Any]) -> dict[str, 
 # -- stamp (V2): image + UNIDESK_DEPLOY_* as pod-template annotations and container env
 
 
-def stamp(kube: facts.Kube, params: Mapping[str, Any], dry_run: bool) -> StepResult:
+def stamp(kube: facts.Kube, params: Mapping[str, Any], dry_run: bool,
+          seen: dict[str, Mapping[str, Any]] | None = None) -> StepResult:
     namespace, image = str(params["namespace"]), str(params["image"])
     env: Mapping[str, str] = params.get("annotations") or {}
     results: list[dict[str, Any]] = []
@@ -236,6 +244,8 @@ def stamp(kube: facts.Kube, params: Mapping[str, Any], dry_run: bool) -> StepRes
         except ApiException as exc:
             return StepResult(False, f"stamp of Deployment {namespace}/{name} failed: {facts.api_error(exc)}",
                               {"stamped": results})
+        if seen is not None:
+            seen[name] = after
         results.append({"deployment": name, "action": "stamped", "image": image,
                         "generation": after["metadata"].get("generation")})
     commit = env.get("UNIDESK_DEPLOY_COMMIT", "")
@@ -265,7 +275,8 @@ def stamp_mismatches(dep: Mapping[str, Any], image: str | None, env: Mapping[str
 # -- rollout: wait until every Deployment converged, or fail naming why
 
 
-def rollout(kube: facts.Kube, params: Mapping[str, Any], dry_run: bool) -> StepResult:
+def rollout(kube: facts.Kube, params: Mapping[str, Any], dry_run: bool,
+            seen: dict[str, Mapping[str, Any]] | None = None) -> StepResult:
     namespace = str(params["namespace"])
     names = [str(n) for n in params.get("deployments") or []]
     if dry_run:
@@ -281,6 +292,8 @@ def rollout(kube: facts.Kube, params: Mapping[str, Any], dry_run: bool) -> StepR
             status = facts.rollout_of(kube, dep, need_ready=False)
             if status.complete:
                 del pending[name]
+                if seen is not None:
+                    seen[name] = dep
             elif status.fatal:
                 return StepResult(False, f"rollout of {namespace}/{name} failed: {status.fatal}",
                                   {"deployment": name, "problems": list(status.problems)})
