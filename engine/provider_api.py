@@ -188,8 +188,9 @@ class StepResult:
     message: str
     facts: Mapping[str, Any] = attrs.field(factory=dict)
     # For apply's resume record, so that it need not read the service again after the step:
-    # `runtime`, the service's state as the step left it, read the way `Provider.observe` reads it
-    # (health aside), when the step read it anyway; or `runtime_untouched`, the step changed nothing
+    # `runtime`, the service's state as the step left it, as `Provider.observe` would answer it in
+    # everything `RuntimeState.fingerprint` covers (health and `detail` need not be read), when the
+    # step had it at hand; or `runtime_untouched`, the step changed nothing
     # `RuntimeState.fingerprint` covers (it pulled or tagged images or wrote files that no running
     # container or Deployment reads yet), so the fingerprint apply holds still stands. A provider
     # that is unsure sets neither (a wrong answer can only make a resume refuse as stale).

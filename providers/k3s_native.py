@@ -263,9 +263,10 @@ class K3sNativeProvider:
 
     def _reporting_runtime(self, p: Mapping[str, Any], dry_run: bool,
                            step: Callable[[dict[str, Mapping[str, Any]]], StepResult]) -> StepResult:
-        """`step`, and the service's runtime from the primary Deployment it wrote or polled last, as
-        `observe` reads it (its Pods when not ready, its image in containerd), for apply's resume
-        record: the API server's answer to the write is the object a GET would return."""
+        """`step`, and the service's runtime from the primary Deployment it wrote or polled last, for
+        apply's resume record: the API server's answer to the write is the object a GET would return,
+        and with its image in containerd it is everything the fingerprint covers. Its Pods are not
+        listed: they only explain a rollout that is not ready (`detail`), never decide presence."""
         seen: dict[str, Mapping[str, Any]] = {}
         result = step(seen)
         name = str((p.get("deployments") or [""])[0])
@@ -273,8 +274,7 @@ class K3sNativeProvider:
         if dry_run or not result.ok or dep is None:
             return result
         where = f"{self.host.id}:{p['namespace']}/Deployment/{name}"
-        return attrs.evolve(result, runtime=facts.deployment_state(self.ctr, where, dep,
-                                                                   facts.pods_if_unready(self.kube, dep)))
+        return attrs.evolve(result, runtime=facts.deployment_state(self.ctr, where, dep, ()))
 
     def _manifest(self, p: Mapping[str, Any]) -> bytes | StepResult:
         """The manifest at the plan's manifest commit, read from git objects (never a working tree)."""
