@@ -74,11 +74,16 @@ class ComposeHostProvider:
     catalog: Catalog | None = None
     git: GitProvider = attrs.field(factory=GitProvider)  # locks each mirror itself
     _compose: list[str] | None = attrs.field(default=None, init=False)
-    # The walk runs services in parallel, but a project's compose file is shared and Compose v1 is
-    # not safe for two `up`s in one project (both create its network): stamp's writes of the
-    # project's files and recreate's `up` are serialized per project (the git read, the checks and
-    # the container lookups around them are not).
+    # The walk runs services in parallel, but Compose v1 is not safe for two `up`s in one project
+    # (both create its network): recreate's `up`s are serialized per project. Stamps write the
+    # project's shared files (its compose file, the empty env files Compose v1 needs) and look up
+    # which exist: they are serialized per project by a lock of their own, so that one stamp never
+    # touches over another's env file, and never wait for an `up`. Every write replaces a file whole
+    # (a temp file renamed), so an `up` reads a file as it was before or after, and a service's
+    # files are written by its stamp before its own `up` starts. The git read, the checks and the
+    # container lookups around them are not serialized.
     _project_locks: dict[str, threading.Lock] = attrs.field(factory=dict, init=False)
+    _files_locks: dict[str, threading.Lock] = attrs.field(factory=dict, init=False)
     _locks_lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
     _written: ops.Written = attrs.field(factory=lambda: ops.Written(), init=False)  # by stamps of this process
     # Image id -> identity labels, for every read of this process: an image id is the digest of its
@@ -189,7 +194,7 @@ class ComposeHostProvider:
                 # fingerprint is the container's (id, image id, state, env): apply need not re-read it.
                 case StepKind.TRANSFER_IMAGE:
                     return _untouched(ops.transfer_image(self.shell, p, dry))
-                case StepKind.STAMP:  # rewrites the project's shared compose file, under its lock
+                case StepKind.STAMP:  # rewrites the project's shared compose file, under its files lock
                     return _untouched(self._stamp(request))
                 case StepKind.RECREATE:
                     return ops.recreate(self.shell, self.layout, p, self._compose_command(), dry,
@@ -208,8 +213,14 @@ class ComposeHostProvider:
                           {"kind": request.kind.value})
 
     def _project_lock(self, project: str) -> threading.Lock:
+        """Held by `up` (recreate)."""
         with self._locks_lock:
             return self._project_locks.setdefault(project, threading.Lock())
+
+    def _files_lock(self, project: str) -> threading.Lock:
+        """Held by a stamp's writes of the project's files."""
+        with self._locks_lock:
+            return self._files_locks.setdefault(project, threading.Lock())
 
     def build_proxy(self) -> builds.BuildProxy | None:
         """B3: a provider host fetches and builds only through its node-local egress proxy; a
@@ -253,7 +264,7 @@ class ComposeHostProvider:
                 except UsageError as exc:
                     return StepResult(False, exc.message, {"secretSource": source})
         return ops.stamp(self.shell, self.layout, p, blob.data, blob.blob_sha, secret, request.dry_run, self._written,
-                         self._project_lock(str(p["project"])))
+                         self._files_lock(str(p["project"])))
 
     def _verify_live(self, request: StepRequest, *, wait: bool) -> StepResult:
         p = request.params

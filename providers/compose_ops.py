@@ -88,8 +88,8 @@ def transfer_image(shell: HostShell, params: Mapping[str, Any], dry_run: bool) -
 class Written:
     """What this process already put on a host (or saw there) while stamping, so that the next
     service of the same project does not ask again: env files known to exist, and the git blob each
-    compose file was last written from. Kept by the provider, used under its project lock; only
-    facts this process wrote or read, for the length of one apply."""
+    compose file was last written from. Kept by the provider, used under the project's files lock;
+    only facts this process wrote or read, for the length of one apply."""
 
     env_files: set[str] = attrs.field(factory=set)
     compose_blobs: dict[str, str] = attrs.field(factory=dict)
@@ -136,7 +136,8 @@ def stamp(shell: HostShell, layout: Layout, params: Mapping[str, Any], compose_y
             return StepResult(False, f"missing runtime secrets {', '.join(presence['missingSecretKeys'])} in "
                                      f"{secret[0]}: nothing was changed ({presence['recommendedAction']})", info)
     # The project's shared files (its compose file, every env file Compose v1 loads) change only under
-    # `exclusive` (the provider's project lock, also held by `up`); everything above is read outside it.
+    # `exclusive` (the provider's files lock of the project, held by every stamp of it, not by `up`:
+    # each write replaces a file whole); everything above is read outside it.
     with exclusive or contextlib.nullcontext():
         unknown = [p for p in wanted if p != env_path and p not in written.env_files]
         missing = [p for p, exists in facts.files_exist(shell, unknown).items() if not exists] if unknown else []
