@@ -66,6 +66,8 @@ class ProviderPool:
 
     def get(self, provider: str, host_id: str | None) -> object:
         key = f"{provider}@{host_id}"
+        # One lock for every build, held while building: providers import their clients lazily
+        # (importlib's LazyLoader), and two threads running one lazy import at once can fail.
         with self._lock:
             if key not in self._built:
                 host: Host | None = self.catalog.hosts[host_id] if host_id else None
