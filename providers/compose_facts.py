@@ -10,6 +10,7 @@ egress proxy answers (`EgressProbe`, B3).
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -21,6 +22,7 @@ import requests
 
 from udeploy.engine.provider_api import HealthState, Presence, ProviderUnreachable, RuntimeState
 from udeploy.providers.hostshell import HostShell
+from udeploy.providers.net_cause import docker_unreachable
 
 PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
@@ -69,13 +71,14 @@ PY
 
 
 def docker_call(shell: HostShell, what: str, fn: Any, *args: Any, **kwargs: Any) -> Any:
-    """Run one SDK call; a transport failure becomes ProviderUnreachable naming the host."""
+    """Run one SDK call; a transport failure becomes ProviderUnreachable naming the host and the cause."""
+    began = time.monotonic()
     try:
         return fn(*args, **kwargs)
     except docker.errors.DockerException:
         raise  # the engine answered (APIError, ImageNotFound, ...): the caller decides
     except (requests.exceptions.ConnectionError, OSError, paramiko.SSHException) as exc:
-        raise ProviderUnreachable(f"{what} on {shell.where}: {exc}", path=shell.host_id) from exc
+        raise docker_unreachable(shell.host_id, shell.endpoint, exc, began, shell.docker_timeout, what) from exc
 
 
 # -- the running container of a Compose service

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import math
 import posixpath
 import re
 import shlex
@@ -201,9 +202,12 @@ def compose_command(shell: HostShell) -> list[str]:
     """`docker-compose` (v1) when installed on the host, else `docker compose` (v2)."""
     probe = shell.run("if command -v docker-compose >/dev/null 2>&1; then echo v1; "
                       "elif docker compose version >/dev/null 2>&1; then echo v2; else exit 127; fi", timeout=30)
-    if not probe.ok:
+    if probe.returncode == 127:
         raise UdeployError(f"neither docker-compose nor `docker compose` is installed on {shell.where}",
                            path=shell.host_id)
+    if not probe.ok:
+        raise UdeployError(f"cannot tell which Compose {shell.where} has: the probe exited {probe.returncode} "
+                           f"({probe.stderr.strip()[-200:]})", path=shell.host_id)
     return ["docker-compose"] if probe.stdout.strip() == "v1" else ["docker", "compose"]
 
 
@@ -225,8 +229,11 @@ def recreate(shell: HostShell, layout: Layout, params: Mapping[str, Any], compos
         stamped = facts.files_exist(shell, [path])[path]
         return StepResult(True, f"would run `{shlex.join(command)}`" + ("" if stamped else f" once {path} is stamped")
                           + (f", replacing container {before[:12]}" if before else ""), info)
+    # Compose's own Docker API timeout is 60 s: a stalled engine fails the step after the host's
+    # docker read timeout instead, as every other call to it does.
+    http_timeout = f"COMPOSE_HTTP_TIMEOUT={max(1, math.ceil(shell.docker_timeout.read))} "
     with exclusive or contextlib.nullcontext():
-        result = run_in_dir(shell, layout.project_dir(project), command)
+        result = run_in_dir(shell, layout.project_dir(project), command, env=http_timeout)
     info["log"] = result.tail()
     after = facts.service_container(shell, project, service)
     info["containerAfter"] = (after or {}).get("Id")

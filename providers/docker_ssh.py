@@ -19,6 +19,7 @@ from docker.transport import SSHHTTPAdapter
 
 from udeploy.engine.load.timeouts import DEFAULTS, Timeout, TimeoutKind
 from udeploy.engine.provider_api import ProviderUnreachable
+from udeploy.providers.net_cause import causes, docker_unreachable
 from udeploy.providers.ssh_connect import SshConnectFailed, connect_client
 
 
@@ -64,6 +65,11 @@ class _KeyedSSHAdapter(SSHHTTPAdapter):  # type: ignore[misc]
         return pool
 
 
+def _ssh_failed(exc: BaseException) -> bool:
+    """Whether the SSH connection itself failed (rather than the engine behind it)."""
+    return any(isinstance(e, SshConnectFailed | paramiko.SSHException) for e in causes(exc))
+
+
 def ssh_docker_client(url: str, key_file: str | None, known_hosts: str | None, host_id: str, *,
                       ssh_timeout: Timeout = DEFAULTS[TimeoutKind.SSH],
                       docker_timeout: Timeout = DEFAULTS[TimeoutKind.DOCKER]) -> DockerClient:
@@ -77,11 +83,15 @@ def ssh_docker_client(url: str, key_file: str | None, known_hosts: str | None, h
         api.mount("http+docker://ssh", adapter)
         api._version = api._retrieve_server_version()
     except (OSError, SshConnectFailed, paramiko.SSHException, docker.errors.DockerException) as exc:
+        if isinstance(exc, docker.errors.DockerException) and not _ssh_failed(exc):
+            raise docker_unreachable(host_id, url, exc, began, docker_timeout) from exc  # the engine behind sshd
+        ssh_cause = next((e for e in causes(exc) if isinstance(e, SshConnectFailed)), exc)
         elapsed = time.monotonic() - began
         raise ProviderUnreachable(
-            f"cannot reach the Docker engine of {host_id} over {url}: {exc} (after {elapsed:.1f} s; ssh timeout: "
-            f"{ssh_timeout.describe()}, docker read timeout {docker_timeout.read:g} s)", path=host_id,
-            details={"component": host_id, "endpoint": url, "cause": str(exc), "elapsedSeconds": round(elapsed, 1),
+            f"cannot reach the Docker engine of {host_id} over {url}: {ssh_cause} (after {elapsed:.1f} s; ssh timeout: "
+            f"{ssh_timeout.describe()})", path=host_id,
+            details={"component": "ssh", "host": host_id, "endpoint": url, "cause": str(ssh_cause),
+                     "elapsedSeconds": round(elapsed, 1),
                      "timeoutSeconds": {"connect": ssh_timeout.connect, "read": ssh_timeout.read}}) from exc
     client = DockerClient.__new__(DockerClient)
     client.api = api

@@ -24,6 +24,7 @@ import secrets
 import shlex
 import subprocess
 import threading
+import time
 import urllib.error
 import urllib.parse
 import urllib.request
@@ -36,7 +37,7 @@ import docker.errors
 from docker import DockerClient
 
 from udeploy.engine.load.timeouts import DEFAULTS, Timeout, TimeoutKind
-from udeploy.engine.provider_api import ProviderUnreachable
+from udeploy.providers.net_cause import docker_unreachable
 
 COMMAND_TIMEOUT = 300.0
 
@@ -89,6 +90,12 @@ class HttpAnswer:
 
 class HostShell(Protocol):
     host_id: str
+    docker_timeout: Timeout  # the host's Docker API timeouts; Compose is given the read half too
+
+    @property
+    def endpoint(self) -> str:
+        """How the host's Docker engine is reached: "unix:///..." or "ssh://user@host:port"."""
+        ...
 
     @property
     def where(self) -> str:
@@ -129,6 +136,10 @@ class LocalShell:
     docker_timeout: Timeout = DEFAULTS[TimeoutKind.DOCKER]
     _client: DockerClient | None = attrs.field(default=None, init=False)
     _lock: threading.Lock = attrs.field(factory=threading.Lock, init=False)
+
+    @property
+    def endpoint(self) -> str:
+        return self.socket
 
     @property
     def where(self) -> str:
@@ -177,11 +188,11 @@ class LocalShell:
 
     def _docker(self) -> DockerClient:
         if self._client is None:
+            began = time.monotonic()
             try:
                 self._client = DockerClient(base_url=self.socket, timeout=self.docker_timeout.read)
             except docker.errors.DockerException as exc:
-                raise ProviderUnreachable(f"cannot reach the Docker engine of {self.where}: {exc}",
-                                          path=self.host_id) from exc
+                raise docker_unreachable(self.host_id, self.socket, exc, began, self.docker_timeout) from exc
         return self._client
 
     def close(self) -> None:

@@ -6,7 +6,12 @@ sshd refuses more than MaxSessions (default 10) channels on one connection, so c
 share a bounded number of session channels (`docker.ssh.maxChannels`, default 6; SFTP takes one
 more), and a channel the server still refuses is asked for again a few times before it is an error.
 Connecting waits at most the host's ssh timeouts (`providers.ssh_connect`); a failure names the
-cause and the timeout that expired.
+cause and the timeout that expired. Once connected, a command may rightly run for minutes (a
+Compose `up` that pulls), so silence is no sign of trouble: while commands run, sshd is asked for a
+keepalive reply every ssh read timeout, and a host that does not answer one within it is given up:
+the connection is closed, which ends every command waiting on it, and the command fails as
+`provider-unreachable` instead of waiting out its own timeout. SFTP calls wait at most the read
+timeout for each answer.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ import posixpath
 import secrets
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import attrs
@@ -55,6 +61,8 @@ class SshShell:
     # connection, the SFTP client (not thread-safe) and the SDK client.
     _lock: threading.RLock = attrs.field(factory=threading.RLock, init=False)
     _sessions: threading.BoundedSemaphore = attrs.field(init=False)
+    _probing: threading.Lock = attrs.field(factory=threading.Lock, init=False)  # one keepalive at a time
+    _stalled: str | None = attrs.field(default=None, init=False)  # why the watchdog gave the connection up
 
     def __attrs_post_init__(self) -> None:
         self._sessions = threading.BoundedSemaphore(self.max_channels)
@@ -62,6 +70,10 @@ class SshShell:
     @property
     def url(self) -> str:
         return f"ssh://{self.user}@{self.host}:{self.port}"
+
+    @property
+    def endpoint(self) -> str:
+        return self.url
 
     @property
     def where(self) -> str:
@@ -90,17 +102,22 @@ class SshShell:
             except SshConnectFailed as exc:
                 raise self.unreachable(str(exc), began) from exc
             conn.transport = conn.client.get_transport()
-            self._connection = conn
+            self._connection, self._stalled = conn, None
         return self._connection
 
     def run(self, script: str, *args: str, timeout: float = COMMAND_TIMEOUT) -> ShellResult:
         from invoke.exceptions import CommandTimedOut
 
         command = script_with_args(script, args)
+        began = time.monotonic()
         try:
             connection = self.connection()
-            with self._sessions:
+            with self._sessions, self._watchdog(connection):
                 result = self._run_on_channel(connection, command, timeout)
+            if self._stalled:
+                raise EOFError(self._stalled)
+            if result.exited == -1 and not connection.is_connected:  # no exit status: the connection went
+                raise EOFError("the connection closed while a command ran")
         except CommandTimedOut:
             return ShellResult(script, 124, "", f"timed out after {timeout:.0f}s")
         except paramiko.ChannelException as exc:  # the connection is fine: keep it for the other channels
@@ -108,10 +125,55 @@ class SshShell:
                                       f"{CHANNEL_OPEN_ATTEMPTS} times ({exc}); is sshd's MaxSessions below "
                                       f"docker.ssh.maxChannels={self.max_channels} + 1?", path=self.host_id) from exc
         except (OSError, paramiko.SSHException, EOFError) as exc:
+            stalled = self._stalled or (f"no answer to a session channel request within {self.timeout.read:g} s"
+                                        if str(exc) == "Timeout opening channel." else None)
             if self._connection is not None and not self._connection.is_connected:
                 self._drop()  # the transport died: reconnect next time (a failed channel leaves it to the others)
+            if stalled or isinstance(exc, EOFError):
+                raise self.unreachable(stalled or str(exc), began) from exc
             raise ProviderUnreachable(f"SSH command on {self.where} failed: {exc}", path=self.host_id) from exc
         return ShellResult(script, result.exited, result.stdout, result.stderr)
+
+    @contextmanager
+    def _watchdog(self, connection: Any) -> Iterator[None]:
+        """While the block runs, check every ssh read timeout that sshd still answers; if it does not,
+        close the connection (ending the block's wait) and leave the cause in `_stalled`."""
+        done = threading.Event()
+        transport = connection.client.get_transport()
+
+        def watch() -> None:
+            while not done.wait(self.timeout.read):
+                if not self._probing.acquire(blocking=False):
+                    continue  # another command's watchdog is asking right now
+                try:
+                    if done.is_set() or self._answers(transport):
+                        continue
+                    self._stalled = (f"sshd stopped answering: no reply to a keepalive within "
+                                     f"{self.timeout.read:g} s while a command ran")
+                    transport.close()
+                    return
+                finally:
+                    self._probing.release()
+
+        thread = threading.Thread(target=watch, name=f"ssh-watchdog-{self.host_id}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            done.set()
+
+    def _answers(self, transport: paramiko.Transport) -> bool:
+        """Whether sshd replies to a keepalive request within the read timeout (OpenSSH answers an
+        unknown global request with a failure message: any answer means it is alive)."""
+        answered = threading.Event()
+
+        def ask() -> None:
+            transport.global_request("keepalive@openssh.com", wait=True)
+            if transport.is_active():
+                answered.set()
+
+        threading.Thread(target=ask, daemon=True).start()
+        return answered.wait(self.timeout.read)
 
     def _run_on_channel(self, connection: Any, command: str, timeout: float) -> Any:
         """Run `command` on a new session channel. A channel the server refuses (the open fails, or it is
@@ -136,7 +198,7 @@ class SshShell:
         return ProviderUnreachable(
             f"cannot reach {self.where} over SSH: {cause} (after {elapsed:.1f} s; ssh timeout: "
             f"{self.timeout.describe()})", path=self.host_id,
-            details={"component": self.host_id, "endpoint": self.url, "cause": cause,
+            details={"component": "ssh", "host": self.host_id, "endpoint": self.url, "cause": cause,
                      "elapsedSeconds": round(elapsed, 1),
                      "timeoutSeconds": {"connect": self.timeout.connect, "read": self.timeout.read}})
 
@@ -145,6 +207,7 @@ class SshShell:
         with self._lock:
             if self._sftp is None:
                 self._sftp = self._files(lambda: self.connection().sftp(), "open SFTP")
+                self._sftp.get_channel().settimeout(self.timeout.read)  # a stalled host fails the call
             return self._sftp
 
     def write_file(self, path: str, data: bytes, mode: int = 0o644) -> None:

@@ -9,12 +9,15 @@ from __future__ import annotations
 
 import json
 import subprocess
+import time
 from collections.abc import Mapping
 from typing import Any
 
 import attrs
 
+from udeploy.engine.load.timeouts import DEFAULTS, Timeout, TimeoutKind
 from udeploy.engine.provider_api import ProviderUnreachable
+from udeploy.providers.net_cause import unreachable
 
 K8S_NAMESPACE = "k8s.io"
 V1_PREFIX = "unidesk.ai/"
@@ -44,29 +47,46 @@ class StoredImage:
 
 @attrs.define
 class Ctr:
-    """`ctr --address <socket> -n k8s.io ...`."""
+    """`ctr --address <socket> -n k8s.io ...`, each call bounded by the host's containerd timeouts:
+    `connect` for reaching the socket, `read` for the whole command."""
 
     address: str
     host_id: str
     namespace: str = K8S_NAMESPACE
+    timeout: Timeout = DEFAULTS[TimeoutKind.CONTAINERD]
     # Manifest digest -> its image config: content-addressed, so what was read once never changes
     # (apply reads a Deployment's image after every step for the resume fingerprint).
     _configs: dict[str, dict[str, Any]] = attrs.field(factory=dict, init=False, eq=False, repr=False)
 
-    def run(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+        began = time.monotonic()
+        command = ["ctr", "--address", self.address, "--connect-timeout", f"{self.timeout.connect:g}s",
+                   "-n", self.namespace, *args]
         try:
-            return subprocess.run(["ctr", "--address", self.address, "-n", self.namespace, *args],
-                                  capture_output=True, text=True, timeout=timeout, check=False)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            raise ProviderUnreachable(f"{self.host_id}: ctr {args[0] if args else ''} on {self.address}: {exc}",
-                                      path=self.host_id) from exc
+            return subprocess.run(command, capture_output=True, text=True, timeout=self.timeout.read, check=False)
+        except subprocess.TimeoutExpired as exc:
+            raise self.unreachable(args, f"no answer within {self.timeout.read:g} s (read timeout)", began) from exc
+        except OSError as exc:
+            raise self.unreachable(args, f"cannot run ctr ({exc})", began) from exc
 
-    def checked(self, *args: str, timeout: float = 60) -> str:
-        done = self.run(*args, timeout=timeout)
+    def checked(self, *args: str) -> str:
+        began = time.monotonic()
+        done = self.run(*args)
         if done.returncode != 0:
-            raise ProviderUnreachable(f"{self.host_id}: ctr {' '.join(args[:2])} on {self.address}: "
-                                      f"{(done.stderr or done.stdout).strip()}", path=self.host_id)
+            said = (done.stderr or done.stdout).strip()
+            if "connection refused" in said:
+                raise self.unreachable(args, "connection refused", began)
+            if "no such file or directory" in said and self.address in said:
+                raise self.unreachable(args, "no such socket", began)
+            if "connection error" in said or "context deadline exceeded" in said:
+                raise self.unreachable(args, said, began)
+            raise ProviderUnreachable(f"{self.host_id}: ctr {' '.join(args[:2])} on {self.address}: {said}",
+                                      path=self.host_id)
         return done.stdout
+
+    def unreachable(self, args: tuple[str, ...], cause: str, began: float) -> ProviderUnreachable:
+        return unreachable(f"the containerd of {self.host_id}", "containerd", self.host_id, self.address,
+                           f"`ctr {' '.join(args[:2])}`: {cause}", began, self.timeout)
 
     def images(self, *names: str) -> dict[str, StoredImage]:
         """Every stored image name -> its manifest digest (`ctr images ls`); given `names`, only

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import threading
+import time
 from collections.abc import Collection, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,9 +29,11 @@ from kubernetes.client import ApiClient
 from kubernetes.client.exceptions import ApiException
 
 from udeploy.engine.load.catalog import K3sTarget
+from udeploy.engine.load.timeouts import Timeout
 from udeploy.engine.provider_api import HealthState, Presence, ProviderUnreachable, RuntimeState
 from udeploy.providers.k3s_containerd import Ctr, image_facts
 from udeploy.providers.kubeconfig import new_client
+from udeploy.providers.net_cause import network_cause, unreachable
 
 DEPLOY_ENV_PREFIX = "UNIDESK_DEPLOY_"
 ANNOTATION_PREFIX = "unidesk.ai/deploy-"
@@ -116,16 +119,21 @@ class Kube:
         method, url, headers, body, _ = api.param_serialize(method, path, query_params=list(query),
                                                             header_params=headers, body=body,
                                                             auth_settings=["BearerToken"])
+        began = time.monotonic()
+        wait = timeout or self.timeout
         try:
-            response = api.call_api(method, url, header_params=headers, body=body,
-                                    _request_timeout=timeout or self.timeout)
+            response = api.call_api(method, url, header_params=headers, body=body, _request_timeout=wait)
             response.read()  # type: ignore[no-untyped-call]
         except (urllib3.exceptions.HTTPError, OSError) as exc:
-            raise ProviderUnreachable(f"{self.host_id}: Kubernetes API {self.server} does not answer: {exc} "
-                                      f"(timeout: {timeout or self.timeout} s)", path=self.host_id) from exc
+            raise self._unreachable(exc, wait, began) from exc
         if not 200 <= response.status < 300:
             raise ApiException(http_resp=response)
         return bytes(response.data or b"")
+
+    def _unreachable(self, exc: BaseException, wait: float | tuple[float, float], began: float) -> ProviderUnreachable:
+        timeout = Timeout(*wait) if isinstance(wait, tuple) else Timeout(wait, wait)
+        return unreachable(f"the Kubernetes API of {self.host_id}", "kubernetes", self.host_id, self.server,
+                           network_cause(exc, timeout.connect, timeout.read), began, timeout)
 
     def get(self, path: str) -> Any:
         """The object at `path`, or None when it (or its namespace) does not exist."""

@@ -98,7 +98,7 @@ class K3sNativeProvider:
         kube_timeout = host.timeouts.get(TimeoutKind.KUBERNETES)
         return cls(host=host, kube=facts.Kube(str(kubeconfig), host.settings.get("kubeContext"), host.id,
                                               timeout=(kube_timeout.connect, kube_timeout.read)),
-                   ctr=Ctr(str(socket), host.id),
+                   ctr=Ctr(str(socket), host.id, timeout=host.timeouts.get(TimeoutKind.CONTAINERD)),
                    registry=registry_module.RegistryProvider(registry=registry, timeout=catalog.registry_timeouts.get(
                        TimeoutKind.REGISTRY) if catalog else DEFAULTS[TimeoutKind.REGISTRY]),
                    git=git or GitProvider())

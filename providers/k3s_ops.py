@@ -61,7 +61,7 @@ def import_image(ctr: Ctr, registry: RegistryProvider, params: Mapping[str, Any]
         return StepResult(True, f"{ctr.host_id} containerd {what} {stored_as}", info)
     if not info["alreadyPresent"]:
         pull = ["images", "pull"] + (["--plain-http"] if _plain_http(image, registry) else []) + [image]
-        done = ctr.run(*pull, timeout=600)
+        done = ctr.run(*pull)
         if done.returncode != 0:
             return StepResult(False, f"ctr images pull {image} failed: {(done.stderr or done.stdout).strip()}", info)
         pulled = ctr.find(image)

@@ -81,4 +81,6 @@ def new_client(path: str | Path, context: str | None = None) -> client.ApiClient
             temp_file_path=str(Path(path).parent))
     except (ConfigException, AttributeError, KeyError, TypeError, ValueError, OSError) as exc:
         raise KubeconfigRefused(f"kubeconfig {shown(path)} cannot be used: {exc}", path=shown(path)) from None
+    # One request, one wait: urllib3's default 3 retries made a stalled API server cost four read timeouts.
+    configuration.retries = False
     return client.ApiClient(configuration=configuration)

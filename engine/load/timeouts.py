@@ -5,7 +5,7 @@ config.json may set its own (`hosts.<id>.timeouts.<kind>`), the registry its own
 (`registry.timeouts`), and the command line overrides both (`--timeout KIND=SECONDS`, or
 `KIND.connect=` / `KIND.read=` for one half). What "read" bounds depends on the kind: an HTTP
 answer (registry, Docker API, Kubernetes API), the SSH banner, key exchange and authentication
-(ssh).
+(ssh), a whole `ctr` command (containerd).
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ class TimeoutKind(enum.Enum):
     DOCKER = "docker"
     SSH = "ssh"
     KUBERNETES = "kubernetes"
+    CONTAINERD = "containerd"
 
 
 @attrs.frozen
@@ -40,6 +41,7 @@ DEFAULTS: Mapping[TimeoutKind, Timeout] = {
     TimeoutKind.DOCKER: Timeout(connect=5, read=120),  # image builds and pulls answer slowly
     TimeoutKind.SSH: Timeout(connect=10, read=10),  # read: banner, key exchange, authentication
     TimeoutKind.KUBERNETES: Timeout(connect=5, read=10),
+    TimeoutKind.CONTAINERD: Timeout(connect=5, read=120),  # each `ctr` call; image pulls answer slowly
 }
 
 

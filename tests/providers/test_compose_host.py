@@ -108,11 +108,14 @@ def deployment(request: pytest.FixtureRequest, hosts: dict[str, Host], catalog: 
 
 
 def _cleanup(provider: ComposeHostProvider, project: str, project_dir: Path, source: Source, images: Images) -> None:
-    """Remove what the tests made on the host: the project's containers, local images, directory."""
+    """Remove what the tests made on the host: the project's containers and network (the engine has a
+    bounded pool of subnets), local images, directory."""
     client = provider.shell.docker()
     doomed: list[Callable[[], Any]] = []
-    for container in client.containers.list(all=True, filters={"label": f"com.docker.compose.project={project}"}):
+    mine = {"label": f"com.docker.compose.project={project}"}
+    for container in client.containers.list(all=True, filters=mine):
         doomed.append(partial(container.remove, force=True))
+    doomed.extend(network.remove for network in client.networks.list(filters=mine))
     for name in (source.local_image, f"{source.local_image}-built", f"{images.registry}/{images.repository}"):
         for image in client.images.list(name=name):
             for tag in image.tags:

@@ -264,7 +264,7 @@ def test_an_unanswering_api_server_is_provider_unreachable(k3s: K3sLab, hosts: d
         provider.observe([k3s.request()])
     assert "D601-k3s" in down.value.message and "127.0.0.1:1" in down.value.message
     result = provider.execute(StepRequest("svc/rollout", "rollout", "svc", k3s.params("rollout", "c")))
-    assert not result.ok and "does not answer" in result.message
+    assert not result.ok and "did not answer: connection refused" in result.message
     provider.close()
 
 
