@@ -9,7 +9,6 @@ is walked for the first one that says what happened on the wire.
 from __future__ import annotations
 
 import http.client
-import socket
 import time
 from collections.abc import Iterator
 
@@ -20,11 +19,12 @@ from udeploy.engine.load.timeouts import Timeout
 from udeploy.engine.provider_api import ProviderUnreachable
 
 CONNECT_TIMEOUTS = (requests.exceptions.ConnectTimeout, urllib3.exceptions.ConnectTimeoutError)
-READ_TIMEOUTS = (requests.exceptions.ReadTimeout, urllib3.exceptions.ReadTimeoutError, socket.timeout)
+READ_TIMEOUTS = (requests.exceptions.ReadTimeout, urllib3.exceptions.ReadTimeoutError, TimeoutError)
 CLOSED = (http.client.RemoteDisconnected, ConnectionResetError, ConnectionAbortedError, BrokenPipeError, EOFError)
 
 
 def causes(exc: BaseException) -> Iterator[BaseException]:
+    """`exc`, then what it wraps (`__cause__`, `__context__`, urllib3's `reason`), outermost first."""
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
@@ -37,6 +37,7 @@ def causes(exc: BaseException) -> Iterator[BaseException]:
 
 
 def network_cause(exc: BaseException, connect: float, read: float) -> str:
+    """The first cause in the chain that says what happened on the wire, else the error's text."""
     for e in causes(exc):
         # before the timeouts: urllib3's NewConnectionError is a ConnectTimeoutError too
         if isinstance(e, ConnectionRefusedError) or (isinstance(e, urllib3.exceptions.NewConnectionError)
@@ -48,7 +49,7 @@ def network_cause(exc: BaseException, connect: float, read: float) -> str:
             return f"connected, but no answer within {read:g} s (read timeout)"
         if isinstance(e, FileNotFoundError):
             return f"no such socket ({e.filename or e})"
-        if isinstance(e, CLOSED) or "closed" in str(e).lower() and isinstance(e, OSError):
+        if isinstance(e, CLOSED) or (isinstance(e, OSError) and "closed" in str(e).lower()):
             return "the connection closed without an answer"
     return str(exc)
 
