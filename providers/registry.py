@@ -33,7 +33,6 @@ from udeploy.engine.provider_api import (
     StepRequest,
     StepResult,
 )
-from udeploy.providers.image_builder import ImageBuilder
 from udeploy.providers.oci import ACCEPT, INDEX_TYPES, ImageRef, base_url, sha256_digest
 from udeploy.providers.registry_copy import copy_image
 
@@ -202,6 +201,9 @@ class RegistryProvider:
         """Build `request.image` on the CI builder from its tar context and push it here."""
         if self.builder is None:
             raise ProviderUnreachable(f"no CI builder host to publish {request.image} with", path=request.image)
+        # The builder's Docker client (docker, paramiko: ~0.1 s) is for CI publishing only, not a plan's reads.
+        from udeploy.providers.image_builder import ImageBuilder
+
         builder = ImageBuilder.for_host(self.builder)
         built = builder.build(request.context, dockerfile=request.dockerfile, image=request.image,
                               labels=request.labels)
