@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import enum
 import json
-import random
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from udeploy.engine.plan.indented_json import dumps_indented
 
@@ -23,23 +24,17 @@ class Number(enum.IntEnum):
     B = 3
 
 
-def random_value(rng: random.Random, depth: int = 0) -> Any:
-    roll = rng.random()
-    if depth > 5 or roll < 0.4:
-        return rng.choice(SCALARS)
-    if roll < 0.55:
-        return [random_value(rng, depth + 1) for _ in range(rng.randint(0, 4))]
-    if roll < 0.6:
-        return tuple(random_value(rng, depth + 1) for _ in range(rng.randint(0, 3)))
-    return {rng.choice(["k", "é", "a b", "", 'x"y']) + str(i): random_value(rng, depth + 1)
-            for i in range(rng.randint(0, 4))}
+JSON_VALUES = st.recursive(
+    st.sampled_from(SCALARS) | st.text() | st.integers() | st.floats(),
+    lambda children: st.lists(children, max_size=4) | st.lists(children, max_size=3).map(tuple)
+    | st.dictionaries(st.text(max_size=6), children, max_size=4),
+    max_leaves=40)
 
 
-def test_random_documents_are_written_as_json_dumps_writes_them() -> None:
-    rng = random.Random(11)
-    for _ in range(3000):
-        value = random_value(rng)
-        assert dumps_indented(value) == json.dumps(value, indent=2)
+@settings(max_examples=3000, deadline=None, derandomize=True)
+@given(JSON_VALUES)
+def test_any_document_is_written_as_json_dumps_writes_it(value: Any) -> None:
+    assert dumps_indented(value) == json.dumps(value, indent=2)
 
 
 def test_keys_and_subclasses_are_converted_as_json_dumps_converts_them() -> None:
