@@ -96,10 +96,20 @@ def check_remembered(doc: Any, schema: str, source: str) -> None:
     the per-user cache beside the git mirrors), so every failure is reported in full each time."""
     canonical = json.dumps(doc, sort_keys=True, separators=(",", ":")).encode()
     key = hashlib.sha256(b"\0".join([_validator_id(schema).encode(), canonical])).hexdigest()
-    marker = _validated_dir() / key
-    if marker.exists():
+    if passed_before(key):
         return
     check(doc, schema, source)
+    remember_pass(key)
+
+
+def passed_before(key: str) -> bool:
+    """Whether a check remembered as `key` (a SHA-256 over the checker's identity and the input) passed."""
+    return (_validated_dir() / key).exists()
+
+
+def remember_pass(key: str) -> None:
+    """Remember that the check `key` passed: an empty file in the per-user cache beside the git mirrors."""
+    marker = _validated_dir() / key
     try:
         marker.parent.mkdir(parents=True, exist_ok=True)
         marker.touch()

@@ -66,8 +66,12 @@ class ProviderPool:
 
     def get(self, provider: str, host_id: str | None) -> object:
         key = f"{provider}@{host_id}"
+        built = self._built.get(key)
+        if built is not None:  # built already: no need to wait while another host's provider is built
+            return built
         # One lock for every build, held while building: providers import their clients lazily
-        # (importlib's LazyLoader), and two threads running one lazy import at once can fail.
+        # (importlib's LazyLoader, forced by `build`), and two threads running one lazy import at
+        # once can fail.
         with self._lock:
             if key not in self._built:
                 host: Host | None = self.catalog.hosts[host_id] if host_id else None
@@ -147,6 +151,7 @@ def observe(state: DesiredState, pool: ProviderPool, *, parallelism: int = 10,
                                                     env.target.compose.project)))
     if images:
         jobs.insert(0, partial(_read_artifacts, pool, images, artifacts, parallelism))
+        _build_first(pool.artifacts)
     for host_id, requests in by_host.items():
         jobs.insert(0, partial(_read_runtime, pool, host_id, requests, runtime, parallelism))
     began = time.monotonic()
@@ -159,6 +164,17 @@ def observe(state: DesiredState, pool: ProviderPool, *, parallelism: int = 10,
         exc.details = {"component": exc.path, "elapsedSeconds": round(time.monotonic() - began, 1), **details}
         raise
     return Observations(artifacts=artifacts, runtime=runtime, secrets=secrets, upstream=upstream)
+
+
+def _build_first(build: Callable[[], object]) -> None:
+    """Build the registry reader before the threads start: its batch (one read per artifact) is the
+    longest, and would otherwise wait for the hosts' providers (Docker, Kubernetes and SSH clients)
+    to be built under the pool's lock. A failure here is left to the job that reads through it, so
+    the error raised is the same, in the same order."""
+    try:
+        build()
+    except Exception:  # noqa: BLE001, S110 - raised again by the artifact job
+        pass
 
 
 def _read_artifacts(pool: ProviderPool, images: Mapping[str, str], into: dict[str, ArtifactState],

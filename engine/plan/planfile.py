@@ -30,6 +30,7 @@ from cattrs.v import format_exception
 from udeploy.engine.errors import Diagnostic, ExitCode, InputTooLarge, ManifestInvalid, UdeployError
 from udeploy.engine.load.input_files import MAX_PLAN_BYTES, read_input, shown
 from udeploy.engine.load.jsonschema_check import check, parse_json
+from udeploy.engine.plan.indented_json import dumps_indented
 from udeploy.engine.plan.model import FORMAT_VERSION, Blocked, GuardrailResult, Node, Plan, ServiceChange
 from udeploy.engine.plan.plan_item import (
     ArtifactConsumer,
@@ -242,7 +243,7 @@ def to_document(plan: Plan) -> dict[str, Any]:
 
 def encode(doc: dict[str, Any]) -> str:
     """The plan file's text, which is also exactly what `udeploy plan` prints (one JSON document)."""
-    return json.dumps(doc, indent=2) + "\n"
+    return dumps_indented(doc) + "\n"  # json.dumps(doc, indent=2), faster
 
 
 def save(text: str, path: Path) -> None:

@@ -64,3 +64,49 @@ def test_a_failure_is_reported_in_full_every_time(cache: Path, checks: list[str]
     assert checks == ["config.json", "config.json"]
     assert not cache.exists() or not list(cache.iterdir())
 
+
+
+MANIFEST = b"""apiVersion: v1
+kind: Service
+metadata: {name: web, namespace: dev}
+spec: {ports: [{port: 80}]}
+"""
+
+
+@pytest.fixture
+def budget_walks(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The sources whose YAML event stream the size/depth/alias walk read."""
+    from udeploy.engine.load import k8s_manifest
+
+    walked: list[str] = []
+    seen: list[object] = []  # the walks (one _Budget each) already counted
+    real = k8s_manifest._Budget.see
+
+    def counting(self: Any, event: Any) -> None:
+        if not any(b is self for b in seen):
+            seen.append(self)
+            walked.append(self.source)
+        real(self, event)
+
+    monkeypatch.setattr(k8s_manifest._Budget, "see", counting)
+    return walked
+
+
+def test_a_k3s_manifest_that_passed_its_limits_is_not_walked_again(cache: Path, budget_walks: list[str]) -> None:
+    from udeploy.engine.load.k8s_manifest import parse_manifest
+
+    first = parse_manifest(MANIFEST, "a.yaml")
+    assert parse_manifest(MANIFEST, "b.yaml") == first and budget_walks == ["a.yaml"]
+    parse_manifest(MANIFEST + b"# changed\n", "c.yaml")
+    assert budget_walks == ["a.yaml", "c.yaml"]
+
+
+def test_a_k3s_manifest_over_its_limits_is_refused_every_time(cache: Path, budget_walks: list[str]) -> None:
+    from udeploy.engine.errors import InputTooLarge
+    from udeploy.engine.load.k8s_manifest import MAX_DEPTH, parse_manifest
+
+    deep = b"a: " + b"[" * (MAX_DEPTH + 1) + b"]" * (MAX_DEPTH + 1) + b"\n"
+    for _ in range(2):
+        with pytest.raises(InputTooLarge):
+            parse_manifest(deep, "deep.yaml")
+    assert budget_walks == ["deep.yaml", "deep.yaml"]

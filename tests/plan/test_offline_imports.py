@@ -48,3 +48,8 @@ def test_an_offline_plan_imports_no_other_command_s_engine_code(sample: SampleRe
 
 def test_an_offline_plan_imports_no_provider_client(sample: SampleRepo) -> None:
     assert {m.split(".")[0] for m in imported(offline_plan_modules(sample), CLIENTS)} == set()
+
+
+def test_a_plan_orders_its_graph_without_networkx(sample: SampleRepo) -> None:
+    """networkx costs a tenth of a second to import; the plan's graph orders itself (engine/plan/graph.py)."""
+    assert imported(offline_plan_modules(sample), ("networkx",)) == []
