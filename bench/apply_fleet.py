@@ -18,7 +18,10 @@ the run's own (`udbench-<token>-dev`, so the apply tests' cleanup of `unidesk-de
    timed the same way, and is checked (every service healthy at its commit); torn down again;
 5. the registry manifests pushed are deleted.
 
-Usage: python3 bench/apply_fleet.py [--sizes 6,30] [--parallelism 10] [--keep]
+With `--repeat K`, steps 2 and 4 run K times (torn down in between) and the table shows the
+medians of the paired runs (the largest peak memory).
+
+Usage: python3 bench/apply_fleet.py [--sizes 6,30] [--parallelism 10] [--repeat 1] [--keep]
 Prints a table (udeploy, floor, ratio; no-op apply and its engine event counts) and a JSON line.
 The goal of issue 11 (apply <= 1.10x the floor; no-op apply makes zero pulls, imports, recreates)
 is printed, never asserted. Needs the lab; exits 2 when it is down.
@@ -31,6 +34,7 @@ import json
 import os
 import re
 import shutil
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -175,7 +179,7 @@ def plan(bench: BenchFleet, work: Path, tag: str, parallelism: int, expect: str)
 
 def apply(bench: BenchFleet, work: Path, tag: str, plan_path: Path, parallelism: int) -> Timing:
     timing, doc = udeploy(bench, work, tag, "apply", str(plan_path), "--repo", str(bench.fleet.sample.clone),
-                          "--state-dir", str(work / "state"),
+                          "--state-dir", str(work / f"state-{tag}"),
                           "--parallelism", str(parallelism))
     if doc.get("state") != "succeeded":
         raise BenchError(f"{tag}: apply state {doc.get('state')!r}")
@@ -344,6 +348,15 @@ def bench_size(size: int, root: Path, args: argparse.Namespace, token: str) -> d
         floor, answer = run_floor(bench, work, p)
         floor_seen = floor_watch.stop()
         log(f"size {size}: floor {floor.wall_s:.2f}s")
+        deploys, floors = [deploy], [floor]
+        for i in range(2, args.repeat + 1):  # paired runs again, from the same empty state each time
+            teardown(bench)
+            deploys.append(apply(bench, work, f"apply-{i}", plan(bench, work, f"plan-{i}", p, "deploy"), p))
+            teardown(bench)
+            floors.append(run_floor(bench, work, p)[0])
+            log(f"size {size} run {i}/{args.repeat}: udeploy apply {deploys[-1].wall_s:.2f}s, "
+                f"floor {floors[-1].wall_s:.2f}s")
+        deploy, floor = median(deploys), median(floors)
     finally:
         teardown(bench)
         failures = maker.delete_all()
@@ -356,6 +369,12 @@ def bench_size(size: int, root: Path, args: argparse.Namespace, token: str) -> d
             "noop": vars(noop), "noopEvents": seen["counts"], "noopEventLog": seen["events"][:50],
             "deployEvents": deploy_seen["counts"], "floorEvents": floor_seen["counts"],
             "deployRequests": deploy_seen["api"], "floorRequests": floor_seen["api"], "noopRequests": seen["api"]}
+
+
+def median(runs: list[Timing]) -> Timing:
+    """Median wall and CPU of paired runs; the largest peak memory."""
+    return Timing(statistics.median(r.wall_s for r in runs), statistics.median(r.cpu_s for r in runs),
+                  max(r.peak_mib for r in runs))
 
 
 def print_table(rows: list[dict[str, Any]]) -> None:
@@ -401,10 +420,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python3 bench/apply_fleet.py", description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=parse_sizes, default=parse_sizes("6,30"), help="fleet sizes (default 6,30)")
     parser.add_argument("--parallelism", type=int, default=10, help="apply --parallelism and the floor's (default 10)")
+    parser.add_argument("--repeat", type=int, default=1,
+                        help="paired deploy/floor runs per size; the table shows medians (default 1)")
     parser.add_argument("--keep", action="store_true", help="keep the temp dir (repos, plans, logs)")
     args = parser.parse_args(argv)
-    if args.parallelism < 1:
-        parser.error("--parallelism must be at least 1")
+    if args.parallelism < 1 or args.repeat < 1:
+        parser.error("--parallelism and --repeat must be at least 1")
     problems = lab_problems(SAMPLE_CONFIG)
     if problems:
         print(f"{LAB_DOWN}\n  " + "\n  ".join(problems), file=sys.stderr)
