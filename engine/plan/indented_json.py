@@ -52,19 +52,13 @@ def _scalar(value: Any) -> str | None:
 
 
 def _key(key: Any) -> str:
+    """A key's text before escaping: a string as it is, other scalars as their JSON text."""
     if isinstance(key, str):
         return key
-    if isinstance(key, float):
-        return _float(key)
-    if key is True:
-        return "true"
-    if key is False:
-        return "false"
-    if key is None:
-        return "null"
-    if isinstance(key, int):
-        return int.__repr__(key)
-    raise TypeError(f"keys must be str, int, float, bool or None, not {key.__class__.__name__}")
+    text = _scalar(key)
+    if text is None:
+        raise TypeError(f"keys must be str, int, float, bool or None, not {key.__class__.__name__}")
+    return text
 
 
 def _value(value: Any, pad: str, put: Any) -> None:
