@@ -4,7 +4,7 @@ The test reads apply's progress lines (stderr, one timestamped line per node eve
 and fires the fault at the first line that matches its trigger: `<node>: succeeded` puts it
 between that node and the next, `<node>: running` inside that node. The walk is not paused for
 the test, so "between" means: in place by the time the next node makes its first call, in all
-but a rare interleaving; every check below holds either way.
+but a rare interleaving; every check of the suite holds either way.
 """
 
 from __future__ import annotations
