@@ -18,8 +18,7 @@ from docker import DockerClient
 from docker.transport import SSHHTTPAdapter
 
 from udeploy.engine.load.timeouts import DEFAULTS, Timeout, TimeoutKind
-from udeploy.engine.provider_api import ProviderUnreachable
-from udeploy.providers.net_cause import causes, docker_unreachable
+from udeploy.providers.net_cause import causes, docker_unreachable, ssh_unreachable
 from udeploy.providers.ssh_connect import SshConnectFailed, connect_client
 
 
@@ -86,13 +85,7 @@ def ssh_docker_client(url: str, key_file: str | None, known_hosts: str | None, h
         if isinstance(exc, docker.errors.DockerException) and not _ssh_failed(exc):
             raise docker_unreachable(host_id, url, exc, began, docker_timeout) from exc  # the engine behind sshd
         ssh_cause = next((e for e in causes(exc) if isinstance(e, SshConnectFailed)), exc)
-        elapsed = time.monotonic() - began
-        raise ProviderUnreachable(
-            f"cannot reach the Docker engine of {host_id} over {url}: {ssh_cause} (after {elapsed:.1f} s; ssh timeout: "
-            f"{ssh_timeout.describe()})", path=host_id,
-            details={"component": "ssh", "host": host_id, "endpoint": url, "cause": str(ssh_cause),
-                     "elapsedSeconds": round(elapsed, 1),
-                     "timeoutSeconds": {"connect": ssh_timeout.connect, "read": ssh_timeout.read}}) from exc
+        raise ssh_unreachable(host_id, url, str(ssh_cause), began, ssh_timeout) from exc
     client = DockerClient.__new__(DockerClient)
     client.api = api
     return client

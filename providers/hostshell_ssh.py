@@ -33,6 +33,7 @@ from udeploy.engine.load.timeouts import DEFAULTS, Timeout, TimeoutKind
 from udeploy.engine.provider_api import ProviderUnreachable
 from udeploy.providers.docker_ssh import pin_host_keys, ssh_docker_client
 from udeploy.providers.hostshell import COMMAND_TIMEOUT, HTTP_GET_SCRIPT, HttpAnswer, ShellResult, script_with_args
+from udeploy.providers.net_cause import ssh_unreachable
 from udeploy.providers.ssh_connect import SshConnectFailed, connect_client
 
 SSH_SESSIONS = 6  # below sshd's default MaxSessions of 10; SFTP takes one more
@@ -148,8 +149,8 @@ class SshShell:
                 try:
                     if done.is_set() or self._answers(transport):
                         continue
-                    self._stalled = (f"sshd stopped answering: no reply to a keepalive within "
-                                     f"{self.timeout.read:g} s while a command ran")
+                    self._stalled = (f"no reply to a keepalive within {self.timeout.read:g} s while a "
+                                     "command ran")
                     transport.close()
                     return
                 finally:
@@ -193,14 +194,7 @@ class SshShell:
         raise AssertionError("unreachable")
 
     def unreachable(self, cause: str, began: float) -> ProviderUnreachable:
-        """The error for a host that could not be reached: component, endpoint, cause, time spent, timeout."""
-        elapsed = time.monotonic() - began
-        return ProviderUnreachable(
-            f"cannot reach {self.where} over SSH: {cause} (after {elapsed:.1f} s; ssh timeout: "
-            f"{self.timeout.describe()})", path=self.host_id,
-            details={"component": "ssh", "host": self.host_id, "endpoint": self.url, "cause": cause,
-                     "elapsedSeconds": round(elapsed, 1),
-                     "timeoutSeconds": {"connect": self.timeout.connect, "read": self.timeout.read}})
+        return ssh_unreachable(self.host_id, self.url, cause, began, self.timeout)
 
     def sftp(self) -> Any:
         """The connection's SFTP client (file operations cost no shell session: sshd sessions are slow)."""

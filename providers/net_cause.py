@@ -37,8 +37,10 @@ def causes(exc: BaseException) -> Iterator[BaseException]:
 
 
 def network_cause(exc: BaseException, connect: float, read: float) -> str:
-    """The first cause in the chain that says what happened on the wire, else the error's text."""
-    for e in causes(exc):
+    """The first cause in the chain that says what happened on the wire, else the innermost error's
+    text ("Name or service not known", not the wrappers' "Max retries exceeded with url: ...")."""
+    chain = list(causes(exc))
+    for e in chain:
         # before the timeouts: urllib3's NewConnectionError is a ConnectTimeoutError too
         if isinstance(e, ConnectionRefusedError) or (isinstance(e, urllib3.exceptions.NewConnectionError)
                                                      and "refused" in str(e)):
@@ -51,7 +53,8 @@ def network_cause(exc: BaseException, connect: float, read: float) -> str:
             return f"no such socket ({e.filename or e})"
         if isinstance(e, CLOSED) or (isinstance(e, OSError) and "closed" in str(e).lower()):
             return "the connection closed without an answer"
-    return str(exc)
+    innermost = chain[-1]
+    return innermost.strerror if isinstance(innermost, OSError) and innermost.strerror else str(innermost)
 
 
 def unreachable(what: str, kind: str, host_id: str, endpoint: str, cause: str, began: float,
@@ -63,9 +66,21 @@ def unreachable(what: str, kind: str, host_id: str, endpoint: str, cause: str, b
     return ProviderUnreachable(
         f"{doing + ': ' if doing else ''}{what} ({endpoint}) did not answer: {cause} (after {elapsed:.1f} s; "
         f"{kind} timeout: {timeout.describe()})", path=host_id,
-        details={"component": kind, "host": host_id, "endpoint": endpoint, "cause": cause,
-                 "elapsedSeconds": round(elapsed, 1), "timeoutSeconds": {"connect": timeout.connect,
-                                                                         "read": timeout.read}})
+        details=_details(kind, host_id, endpoint, cause, elapsed, timeout))
+
+
+def ssh_unreachable(host_id: str, endpoint: str, cause: str, began: float, timeout: Timeout) -> ProviderUnreachable:
+    """The same error for a host udeploy could not get into over SSH (no connection, no banner, a
+    failed authentication): "cannot reach", since not every cause is a silence."""
+    elapsed = time.monotonic() - began
+    return ProviderUnreachable(
+        f"cannot reach {host_id} ({endpoint}) over SSH: {cause} (after {elapsed:.1f} s; ssh timeout: "
+        f"{timeout.describe()})", path=host_id, details=_details("ssh", host_id, endpoint, cause, elapsed, timeout))
+
+
+def _details(kind: str, host_id: str, endpoint: str, cause: str, elapsed: float, timeout: Timeout) -> dict[str, object]:
+    return {"component": kind, "host": host_id, "endpoint": endpoint, "cause": cause,
+            "elapsedSeconds": round(elapsed, 1), "timeoutSeconds": {"connect": timeout.connect, "read": timeout.read}}
 
 
 def docker_unreachable(host_id: str, endpoint: str, exc: BaseException, began: float,

@@ -33,6 +33,7 @@ from udeploy.engine.provider_api import (
     StepRequest,
     StepResult,
 )
+from udeploy.providers.net_cause import network_cause
 from udeploy.providers.oci import ACCEPT, INDEX_TYPES, ImageRef, base_url, sha256_digest
 from udeploy.providers.registry_copy import copy_image
 
@@ -269,12 +270,8 @@ class RegistryProvider:
 
     def _unreachable(self, exc: BaseException, where: str) -> str:
         """Why `where` did not answer, naming the timeout that expired."""
-        if isinstance(exc, requests.exceptions.ConnectTimeout):
-            return f"{where}: no connection within {self.timeout.connect:g} s (connect timeout)"
-        if isinstance(exc, requests.exceptions.ReadTimeout):
-            return f"{where}: connected, but no answer within {self.timeout.read:g} s (read timeout)"
-        if isinstance(exc, requests.exceptions.ConnectionError):
-            return f"{where}: cannot connect ({_root_cause(exc)})"
+        if isinstance(exc, requests.exceptions.RequestException):
+            return f"{where}: {network_cause(exc, self.timeout.connect, self.timeout.read)}"
         return _reason(exc, where)
 
 
@@ -297,20 +294,6 @@ def _next_link(root: str, link: str | None) -> str | None:
         return None
     target = link.split(";")[0].strip().strip("<>")
     return target if target.startswith("http") else root + target
-
-
-def _root_cause(exc: BaseException) -> str:
-    """The innermost error under requests' and urllib3's wrappers: "Connection refused"."""
-    seen: BaseException = exc
-    for _ in range(10):
-        reason = getattr(seen, "reason", None)
-        inner = reason if isinstance(reason, BaseException) else seen.__cause__
-        if inner is None and seen.args and isinstance(seen.args[0], BaseException):
-            inner = seen.args[0]
-        if inner is None or inner is seen:
-            break
-        seen = inner
-    return seen.strerror if isinstance(seen, OSError) and seen.strerror else str(seen)
 
 
 def _reason(exc: BaseException, where: str) -> str:

@@ -74,11 +74,7 @@ def _value(value: Any, pad: str, put: Any) -> None:
         for item in value:
             put(separator)
             separator = "," + inner
-            text = _scalar(item)
-            if text is None:
-                _value(item, inner, put)
-            else:
-                put(text)
+            _value(item, inner, put)
         put(pad + "]")
     elif isinstance(value, dict):
         if not value:
@@ -88,11 +84,7 @@ def _value(value: Any, pad: str, put: Any) -> None:
         for key, item in value.items():
             put(separator + _string(_key(key)) + ": ")
             separator = "," + inner
-            text = _scalar(item)
-            if text is None:
-                _value(item, inner, put)
-            else:
-                put(text)
+            _value(item, inner, put)
         put(pad + "}")
     else:
         raise TypeError(f"Object of type {value.__class__.__name__} is not JSON serializable")
